@@ -26,7 +26,8 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newTopologyCmd(), newVersionCmd())
+	root.AddCommand(newServeCmd(), newLabCmd(), newTopologyCmd(), newVersionCmd())
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "rendezvous:", err)
 		var ue usageError

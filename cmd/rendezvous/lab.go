@@ -1,0 +1,191 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/rendezvous-core/rendezvous/breakout"
+	"github.com/rendezvous-core/rendezvous/lab"
+	"github.com/rendezvous-core/rendezvous/region/opapi"
+)
+
+type labFlags struct {
+	registry, subscribers, stateDir, report string
+	generate                                int
+	duration, statusEvery                   time.Duration
+	logLevel                                string
+	rehomeRate                              float64
+}
+
+func newLabCmd() *cobra.Command {
+	f := &labFlags{}
+	cmd := &cobra.Command{
+		Use:   "lab",
+		Short: "Run the whole federation on this machine (four regions and the witness)",
+		Long: `Run the whole federation in one process on the lab addresses:
+JP 127.0.1.1, US 127.0.2.1, DE 127.0.3.1, AU 127.0.4.1, witness 127.0.5.1, standard
+ports on each (Diameter 3868, GTP-C 2123, GTP-U 2152, gossip 7946, raft 7947, API 8080).
+
+The breakouts need root (TUN devices, routes, NAT) and the lab creates a network
+namespace "rdv-lab-inet" that stands in for the internet. Diameter and GTP peers
+from 127.0.0.0/8 are accepted, so outside tools can join in. rdvctl finds the
+lab's API through the state file it writes.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runLab(cmd.Context(), f, cmd.OutOrStdout())
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVar(&f.registry, "registry", "", `registry DSN ("postgres://…"); default embedded SQLite in the state dir`)
+	fl.StringVar(&f.subscribers, "subscribers", "", "CSV of subscribers: imsi,msisdn,ki,opc,amf,apn,home_region (hex keys); default generated")
+	fl.IntVar(&f.generate, "generate", 200, "subscribers to generate without --subscribers")
+	fl.StringVar(&f.stateDir, "state-dir", "", "state directory (default a new temporary directory, removed at exit)")
+	fl.StringVar(&f.report, "report", "", "write a JSON report to this file at exit")
+	fl.DurationVar(&f.duration, "duration", 0, "stop after this long (default: run until SIGINT/SIGTERM)")
+	fl.DurationVar(&f.statusEvery, "status-every", 2*time.Second, "status table refresh interval")
+	fl.Float64Var(&f.rehomeRate, "rehome-rate", 20, "devices per second each node moves off a failed region")
+	fl.StringVar(&f.logLevel, "log-level", "warn", "node log level: debug, info, warn or error")
+	return cmd
+}
+
+func runLab(ctx context.Context, f *labFlags, out io.Writer) error {
+	log, err := newLogger(f.logLevel)
+	if err != nil {
+		return usageError{err}
+	}
+	if os.Geteuid() != 0 {
+		return errors.New("lab: the breakouts need root or CAP_NET_ADMIN (TUN devices, routes, nftables NAT) and the " +
+			"lab's internet namespace needs CAP_SYS_ADMIN: run it with sudo")
+	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if f.duration > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, f.duration)
+		defer cancel()
+	}
+	stateDir := f.stateDir
+	if stateDir == "" {
+		if stateDir, err = os.MkdirTemp("", "rendezvous-lab-"); err != nil {
+			return err
+		}
+		defer os.RemoveAll(stateDir)
+	}
+	say := func(format string, args ...any) { fmt.Fprintf(os.Stderr, "lab: "+format+"\n", args...) }
+	say("state in %s; starting four regions and the witness", stateDir)
+	started := time.Now()
+	l, err := lab.Start(ctx, lab.Config{
+		StateDir:        stateDir,
+		RegistryDSN:     f.registry,
+		SubscribersFile: f.subscribers,
+		Subscribers:     f.generate,
+		RehomeRate:      f.rehomeRate,
+		Version:         version,
+		Logger:          log,
+	})
+	if err != nil {
+		if errors.Is(err, breakout.ErrNeedNetAdmin) {
+			return fmt.Errorf("%w\n(run the lab as root)", err)
+		}
+		return err
+	}
+	defer func() {
+		say("stopping")
+		if err := l.Close(); err != nil {
+			say("stop: %v", err)
+		}
+	}()
+	leaderCtx, cancel := context.WithTimeout(ctx, 60*time.Second)
+	leader, err := l.WaitLeader(leaderCtx)
+	cancel()
+	if err != nil {
+		return err
+	}
+	say("raft leader %s; subscribers from %s", leader, l.SubscribersFile())
+
+	labFile, err := writeLabFile(l)
+	if err != nil {
+		say("could not write the lab file for rdvctl: %v", err)
+	} else {
+		defer os.Remove(labFile)
+		say("operator API on %s (rdvctl status finds it through %s)", l.Nodes()[0].APIAddr(), labFile)
+	}
+
+	report := lab.Report{Started: started}
+	tty := isTerminal(out)
+	var prev *lab.Snapshot
+	tick := time.NewTicker(f.statusEvery)
+	defer tick.Stop()
+	for {
+		snap := l.Snapshot(prev)
+		prev = &snap
+		if tty {
+			fmt.Fprint(out, "\033[H\033[2J")
+			snap.WriteTable(out, "")
+		} else {
+			fmt.Fprintln(out, snap.LogLine())
+		}
+		report.Final = snap
+		select {
+		case <-ctx.Done():
+			report.Duration = time.Since(started).Round(time.Millisecond).String()
+			if f.report != "" {
+				if err := writeReport(f.report, report); err != nil {
+					return err
+				}
+				say("report written to %s", f.report)
+			}
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) || errors.Is(ctx.Err(), context.Canceled) {
+				return nil
+			}
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+}
+
+func writeLabFile(l *lab.Lab) (string, error) {
+	dir := os.Getenv("XDG_STATE_HOME")
+	if dir == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return "", err
+		}
+		dir = filepath.Join(home, ".local", "state")
+	}
+	dir = filepath.Join(dir, "rendezvous")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return "", err
+	}
+	api := l.Nodes()[0].APIAddr()
+	data, _ := json.MarshalIndent(opapi.LabFile{API: "http://" + api.String(), Token: l.Token(), PID: os.Getpid()}, "", "  ")
+	path := filepath.Join(dir, "lab.json")
+	return path, os.WriteFile(path, data, 0o600)
+}
+
+func writeReport(path string, r lab.Report) error {
+	data, err := json.MarshalIndent(r, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(data, '\n'), 0o644)
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}

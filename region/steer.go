@@ -1,0 +1,63 @@
+package region
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/rendezvous-core/rendezvous/federation/consensus"
+	"github.com/rendezvous-core/rendezvous/federation/registry"
+	"github.com/rendezvous-core/rendezvous/federation/steering"
+	"github.com/rendezvous-core/rendezvous/topology"
+)
+
+// committedSteerer is the HSS's steering seam (hss.Steerer) backed by the
+// raft-applied routing table: every node decides the same from the same
+// committed state (DESIGN.md §4), never from its own membership view.
+type committedSteerer struct {
+	cons *consensus.Node
+}
+
+func (s *committedSteerer) Steer(_ context.Context, imsi topology.IMSI, sub registry.Subscriber, visited topology.PLMN, apn string) (topology.RegionID, []string, error) {
+	est, err := topology.Rank(visited.MCC)
+	if err != nil {
+		return "", nil, fmt.Errorf("region: steer %s in %s: %w", imsi, visited, err)
+	}
+	static := make([]steering.Candidate, len(est))
+	for i, e := range est {
+		static[i] = steering.Candidate{Region: e.Region, RTT: e.RTT}
+	}
+	tbl := s.cons.Table()
+	d := steering.Decide(steering.Input{
+		IMSI:      imsi,
+		Visited:   visited,
+		APN:       strings.ToLower(apn),
+		Static:    static,
+		Table:     tbl.Steering(),
+		Measured:  tbl.Matrix(),
+		Estimated: estimatedMatrix(),
+		Policy: steering.Policy{
+			Pin:        sub.Policy.Pin,
+			HomeRouted: sub.Policy.HomeRouted,
+			HomeRegion: sub.HomeRegion,
+		},
+	})
+	if d.Region == "" {
+		return "", d.Reasons, fmt.Errorf("region: steer %s in %s: no region can serve (%s)", imsi, visited, strings.Join(d.Reasons, "; "))
+	}
+	return d.Region, d.Reasons, nil
+}
+
+// estimatedMatrix is the static region×region RTT estimate (great-circle
+// distance and the fibre model of topology.EstimateRTT).
+func estimatedMatrix() steering.Matrix {
+	regions := topology.Regions()
+	m := steering.Matrix{}
+	for i, a := range regions {
+		for _, b := range regions[i+1:] {
+			km := topology.DistanceKM(a.Lat, a.Lon, b.Lat, b.Lon)
+			m[steering.MakePair(a.ID, b.ID)] = topology.EstimateRTT(km)
+		}
+	}
+	return m
+}
