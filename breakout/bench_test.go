@@ -171,9 +171,11 @@ func BenchmarkSideBySide(b *testing.B) {
 	ns := newNS(b, "sbs")
 	ns.ip(b, "route", "add", "blackhole", "198.51.100.0/24")
 
-	// Pin this process (our breakout, the raw TUN writer) to CPU 1.
+	// Pin this process (our breakout, the raw TUN writer) to CPU 1, with
+	// one P: a second P would only spin in the netpoller on the same CPU.
 	pinAllThreads(b, 1)
-	b.Cleanup(func() { pinAllThreads(b, -1) })
+	procs := runtime.GOMAXPROCS(1)
+	b.Cleanup(func() { runtime.GOMAXPROCS(procs); pinAllThreads(b, -1) })
 
 	// osmo-ggsn per notes/peers.md §2.2, one PDP context created by
 	// sgsnemu, which is then killed so that the context stays and the

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/rendezvous-core/rendezvous/federation/config"
+	"github.com/rendezvous-core/rendezvous/federation/consensus"
 	"github.com/rendezvous-core/rendezvous/federation/membership"
 	"github.com/rendezvous-core/rendezvous/federation/registry"
 	"github.com/rendezvous-core/rendezvous/region"
@@ -43,6 +44,9 @@ type Config struct {
 	NoInternet bool
 	// GossipProfile is the membership timing; zero → the WAN profile.
 	GossipProfile membership.Profile
+	// RaftTiming and Policy tune consensus (tests shorten them).
+	RaftTiming consensus.Timing
+	Policy     consensus.PolicyConfig
 	// RehomeRate is each node's re-homing rate (devices/s). Default 20.
 	RehomeRate float64
 	// Version is shown in status.
@@ -185,6 +189,8 @@ func (l *Lab) StartNode(ctx context.Context, name string, bcfg region.BreakoutCo
 		APIToken:      l.token,
 		Breakout:      bcfg,
 		GossipProfile: l.cfg.GossipProfile,
+		RaftTiming:    l.cfg.RaftTiming,
+		Policy:        l.cfg.Policy,
 		RehomeRate:    l.cfg.RehomeRate,
 		Version:       l.cfg.Version,
 		Logger:        l.log,

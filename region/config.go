@@ -8,6 +8,7 @@ import (
 
 	"github.com/rendezvous-core/rendezvous/breakout"
 	"github.com/rendezvous-core/rendezvous/federation/config"
+	"github.com/rendezvous-core/rendezvous/federation/consensus"
 	"github.com/rendezvous-core/rendezvous/federation/membership"
 )
 
@@ -38,6 +39,11 @@ type Config struct {
 	GossipKey []byte
 	// GossipProfile is the memberlist timing; zero → the WAN profile.
 	GossipProfile membership.Profile
+	// RaftTiming is the raft timing; zero → the WAN preset.
+	RaftTiming consensus.Timing
+	// Policy tunes the leader's failover policy (confirmation and healthy
+	// windows); zero fields → the production defaults.
+	Policy consensus.PolicyConfig
 
 	// LeaveOnClose makes Close leave the gossip pool gracefully, so peers
 	// see the node as left at once. The lab leaves it off: a killed node

@@ -206,6 +206,8 @@ func (n *Node) startFederation(reg prometheus.Registerer) error {
 		Servers:    servers,
 		Bootstrap:  voter,
 		View:       m,
+		Timing:     n.cfg.RaftTiming,
+		Policy:     n.cfg.Policy,
 		Logger:     n.cfg.Logger,
 		Registerer: reg,
 	})

@@ -82,6 +82,14 @@ type Config struct {
 	N3 int
 	// RestartCounter is our Recovery IE value.
 	RestartCounter uint8
+	// EchoInterval: in Continuous mode, the SGW sends a GTPv2 Echo Request
+	// to every PGW with sessions this often; a changed Recovery (peer
+	// restart, TS 23.007) drops that PGW's older sessions and re-attaches
+	// their devices. Default 10 s; < 0 disables.
+	EchoInterval time.Duration
+	// ModifyBearer: after each 4G Create Session, also send a Modify Bearer
+	// Request (exercises the PGW's MBR).
+	ModifyBearer bool
 
 	// PGWRegions maps a PGW (or GGSN) GTP-C address to its region. A PGW
 	// not listed is attributed by its MIP-Home-Agent-Host: the first label
@@ -193,6 +201,9 @@ func (c *Config) validate() error {
 		c.PGWPort = PortGTPC
 	}
 	def(&c.T3, 2*time.Second)
+	if c.EchoInterval == 0 {
+		c.EchoInterval = 10 * time.Second
+	}
 	if c.N3 <= 0 {
 		c.N3 = 2
 	}

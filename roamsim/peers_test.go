@@ -20,6 +20,9 @@ import (
 	"github.com/fiorix/go-diameter/v4/diam/dict"
 	"github.com/fiorix/go-diameter/v4/diam/sm"
 	"github.com/fiorix/go-diameter/v4/diam/sm/smpeer"
+	"github.com/wmnsk/go-gtp/gtpv1"
+	v1ie "github.com/wmnsk/go-gtp/gtpv1/ie"
+	v1msg "github.com/wmnsk/go-gtp/gtpv1/message"
 	"github.com/wmnsk/go-gtp/gtpv2"
 	"github.com/wmnsk/go-gtp/gtpv2/ie"
 	"github.com/wmnsk/go-gtp/gtpv2/message"
@@ -257,6 +260,8 @@ type testPGW struct {
 	byU     map[uint32]*pgwSess
 	next    uint32
 	dropCSR int // drop this many CSRs (retransmission test)
+	rec     uint8
+	mbrs    int
 	csrs    int
 	dsrs    int
 	echoed  int
@@ -274,7 +279,7 @@ func startPGW(t *testing.T, ip netip.Addr) *testPGW {
 		c.Close()
 		t.Skipf("cannot bind PGW GTP-U on %v: %v", ip, err)
 	}
-	p := &testPGW{t: t, c: c, u: u, ip: ip, byC: map[uint32]*pgwSess{}, byU: map[uint32]*pgwSess{}, next: 0x100}
+	p := &testPGW{t: t, c: c, u: u, ip: ip, byC: map[uint32]*pgwSess{}, byU: map[uint32]*pgwSess{}, next: 0x100, rec: 3}
 	p.wg.Add(2)
 	go func() { defer p.wg.Done(); p.serveC() }()
 	go func() { defer p.wg.Done(); p.serveU() }()
@@ -298,13 +303,31 @@ func (p *testPGW) serveC() {
 		if err != nil {
 			return
 		}
+		if n > 0 && buf[0]>>5 == 1 {
+			p.serveV1(buf[:n], from)
+			continue
+		}
 		m, err := message.Parse(buf[:n])
 		if err != nil {
 			continue
 		}
 		switch r := m.(type) {
 		case *message.EchoRequest:
-			p.sendTo(message.NewEchoResponse(r.Sequence(), ie.NewRecovery(3)), from)
+			p.mu.Lock()
+			rec := p.rec
+			p.mu.Unlock()
+			p.sendTo(message.NewEchoResponse(r.Sequence(), ie.NewRecovery(rec)), from)
+		case *message.ModifyBearerRequest:
+			p.mu.Lock()
+			p.mbrs++
+			s := p.byC[r.TEID()]
+			p.mu.Unlock()
+			if s == nil {
+				p.sendTo(message.NewModifyBearerResponse(0, r.Sequence(), ie.NewCause(gtpv2.CauseContextNotFound, 0, 0, 0, nil)), from)
+				continue
+			}
+			p.sendTo(message.NewModifyBearerResponse(s.sgwC, r.Sequence(), ie.NewCause(gtpv2.CauseRequestAccepted, 0, 0, 0, nil),
+				ie.NewBearerContext(ie.NewCause(gtpv2.CauseRequestAccepted, 0, 0, 0, nil), ie.NewEPSBearerID(5))), from)
 		case *message.CreateSessionRequest:
 			p.mu.Lock()
 			p.csrs++
@@ -326,6 +349,7 @@ func (p *testPGW) serveC() {
 			teid := p.next
 			s.ue = netip.AddrFrom4([4]byte{10, 45, byte(teid >> 8), byte(teid)})
 			p.byC[teid], p.byU[teid] = s, s
+			rec := p.rec
 			p.mu.Unlock()
 			p.sendTo(message.NewCreateSessionResponse(s.sgwC, r.Sequence(),
 				ie.NewCause(gtpv2.CauseRequestAccepted, 0, 0, 0, nil),
@@ -336,7 +360,7 @@ func (p *testPGW) serveC() {
 				ie.NewBearerContext(ie.NewCause(gtpv2.CauseRequestAccepted, 0, 0, 0, nil), ie.NewEPSBearerID(5),
 					ie.NewFullyQualifiedTEID(gtpv2.IFTypeS5S8PGWGTPU, teid, p.ip.String(), "").WithInstance(2),
 					ie.NewChargingID(teid)),
-				ie.NewRecovery(3)), from)
+				ie.NewRecovery(rec)), from)
 		case *message.DeleteSessionRequest:
 			p.mu.Lock()
 			p.dsrs++
@@ -350,6 +374,50 @@ func (p *testPGW) serveC() {
 			}
 			p.sendTo(message.NewDeleteSessionResponse(s.sgwC, r.Sequence(), ie.NewCause(gtpv2.CauseRequestAccepted, 0, 0, 0, nil)), from)
 		}
+	}
+}
+
+// serveV1 is a minimal GGSN: Create/Delete PDP Context.
+func (p *testPGW) serveV1(b []byte, from netip.AddrPort) {
+	m, err := v1msg.Parse(b)
+	if err != nil {
+		return
+	}
+	send := func(m v1msg.Message) {
+		if b, err := marshal(m); err == nil {
+			p.c.WriteToUDPAddrPort(b, from)
+		}
+	}
+	switch r := m.(type) {
+	case *v1msg.CreatePDPContextRequest:
+		s := &pgwSess{sgwCAddr: from}
+		s.imsi, _ = r.IMSI.IMSI()
+		s.sgwC, _ = r.TEIDCPlane.TEID()
+		s.sgwU, _ = r.TEIDDataI.TEID()
+		p.mu.Lock()
+		p.csrs++
+		p.next++
+		teid := p.next
+		s.ue = netip.AddrFrom4([4]byte{10, 46, byte(teid >> 8), byte(teid)})
+		p.byC[teid], p.byU[teid] = s, s
+		p.mu.Unlock()
+		send(v1msg.NewCreatePDPContextResponse(s.sgwC, r.Sequence(),
+			v1ie.NewCause(gtpv1.ResCauseRequestAccepted), v1ie.NewReorderingRequired(false), v1ie.NewRecovery(3),
+			v1ie.NewTEIDDataI(teid), v1ie.NewTEIDCPlane(teid), v1ie.NewChargingID(teid),
+			v1ie.NewEndUserAddress(s.ue.String()),
+			v1ie.NewGSNAddress(p.ip.String()), v1ie.NewGSNAddress(p.ip.String())))
+	case *v1msg.DeletePDPContextRequest:
+		p.mu.Lock()
+		p.dsrs++
+		s := p.byC[r.TEID()]
+		delete(p.byC, r.TEID())
+		delete(p.byU, r.TEID())
+		p.mu.Unlock()
+		if s == nil {
+			send(v1msg.NewDeletePDPContextResponse(0, r.Sequence(), v1ie.NewCause(gtpv1.ResCauseNonExistent)))
+			return
+		}
+		send(v1msg.NewDeletePDPContextResponse(s.sgwC, r.Sequence(), v1ie.NewCause(gtpv1.ResCauseRequestAccepted)))
 	}
 }
 
@@ -414,6 +482,14 @@ func (p *testPGW) deleteBearer(imsi string, cause uint8) bool {
 	}
 	p.sendTo(message.NewDeleteBearerRequest(s.sgwC, 0x4242, ie.NewEPSBearerID(5), ie.NewCause(cause, 0, 0, 0, nil)), s.sgwCAddr)
 	return true
+}
+
+// restart forgets every session and bumps the restart counter.
+func (p *testPGW) restart() {
+	p.mu.Lock()
+	p.rec++
+	p.byC, p.byU = map[uint32]*pgwSess{}, map[uint32]*pgwSess{}
+	p.mu.Unlock()
 }
 
 func (p *testPGW) counts() (csrs, dsrs, sessions int) {

@@ -41,6 +41,9 @@ type Counters struct {
 	GTPMalformed    uint64 `json:"gtp_malformed"`
 	ErrorIndication uint64 `json:"gtpu_error_indications"`
 	DiameterConnect uint64 `json:"diameter_connects"`
+	PeerRestarts    uint64 `json:"pgw_restarts"`
+	EchoFailures    uint64 `json:"echo_failures"`
+	ModifyBearerOK  uint64 `json:"modify_bearer_ok"`
 }
 
 // DeviceReport is one device's outcome.
@@ -130,7 +133,8 @@ func (s *Sim) counters() Counters {
 		AttachOK: s.c.attachOK.Load(), AttachFailed: s.c.attachFail.Load(), Reattaches: s.c.reattach.Load(),
 		Resyncs: s.c.resync.Load(), CLR: s.c.clr.Load(), IDR: s.c.idr.Load(), DeleteBearer: s.c.dbr.Load(),
 		Detached: s.c.detached.Load(), ProbesSent: s.c.probesSent.Load(), ProbesOK: s.c.probesOK.Load(),
-		ProbesLost: s.c.probesLost.Load(),
+		ProbesLost: s.c.probesLost.Load(), PeerRestarts: s.c.peerRestarts.Load(), EchoFailures: s.c.echoFail.Load(),
+		ModifyBearerOK: s.c.mbrOK.Load(),
 	}
 	if s.gtpc != nil {
 		c.GTPRetransmits = s.gtpc.retransmits.Load()

@@ -154,6 +154,7 @@ type Sim struct {
 
 type counters struct {
 	attachOK, attachFail, reattach, clr, idr, dbr, detached atomic.Uint64
+	peerRestarts, echoFail, mbrOK, mbrFail                  atomic.Uint64
 	resync, probesSent, probesOK, probesLost                atomic.Uint64
 }
 
@@ -246,9 +247,10 @@ func (s *Sim) Run(ctx context.Context) (Report, error) {
 
 	runCtx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	wg.Add(2 + s.cfg.Concurrency)
+	wg.Add(3 + s.cfg.Concurrency)
 	go func() { defer wg.Done(); s.sched.run(runCtx, s.jobs) }()
 	go func() { defer wg.Done(); s.prober(runCtx) }()
+	go func() { defer wg.Done(); s.pathManager(runCtx) }()
 	for range s.cfg.Concurrency {
 		go func() { defer wg.Done(); s.worker(runCtx) }()
 	}
@@ -454,6 +456,14 @@ func (s *Sim) attach(ctx context.Context, d *devState) error {
 			sgwC: s.cfg.GTPC.Addr(), sgwU: s.cfg.GTPU.Addr()})
 		if err != nil {
 			return s.fail(d, "CSR", err)
+		}
+		if s.cfg.ModifyBearer {
+			if err := s.gtpc.modifyBearer(ctx, sess, s.cfg.GTPU.Addr()); err != nil {
+				s.c.mbrFail.Add(1)
+				s.gtpc.deleteSession(ctx, sess)
+				return s.fail(d, "MBR", err)
+			}
+			s.c.mbrOK.Add(1)
 		}
 	}
 	region = s.cfg.regionOf(pgw, pgwHost)
@@ -743,6 +753,90 @@ func (s *Sim) prober(ctx context.Context) {
 			peer := netip.AddrPortFrom(sess.PeerUAdr, PortGTPU)
 			_ = s.dp.sendProbe(peer, sess.PeerU, sess.UE, s.cfg.Target, uint16(d.idx)^uint16(gen)<<12, seq)
 		}
+	}
+}
+
+// pathManager echoes every PGW with sessions (Continuous mode) and handles
+// peer restarts: sessions created before the restart are gone at the peer.
+func (s *Sim) pathManager(ctx context.Context) {
+	if s.cfg.Mode != Continuous || s.cfg.EchoInterval < 0 {
+		return
+	}
+	last := map[netip.AddrPort]uint8{}
+	t := time.NewTicker(s.cfg.EchoInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		peers := map[netip.AddrPort]bool{}
+		for _, d := range s.devs {
+			d.mu.Lock()
+			if d.hasSess && d.dev.RAT != RAT3G {
+				peers[d.sess.Peer] = true
+			}
+			d.mu.Unlock()
+		}
+		type res struct {
+			peer netip.AddrPort
+			rec  uint8
+			err  error
+		}
+		out := make(chan res, len(peers))
+		var wg sync.WaitGroup
+		for p := range peers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				r, err := s.gtpc.echo2(ctx, p)
+				out <- res{p, r, err}
+			}()
+		}
+		wg.Wait()
+		close(out)
+		for r := range out {
+			if r.err != nil {
+				if ctx.Err() == nil {
+					s.c.echoFail.Add(1)
+					s.log.Warn("roamsim: PGW echo failed", "pgw", r.peer, "err", r.err)
+				}
+				continue
+			}
+			prev, seen := last[r.peer]
+			last[r.peer] = r.rec
+			if seen && prev == r.rec {
+				continue
+			}
+			s.peerRestarted(r.peer, r.rec)
+		}
+	}
+}
+
+// peerRestarted drops the sessions at peer whose Recovery differs from rec
+// and re-attaches their devices.
+func (s *Sim) peerRestarted(peer netip.AddrPort, rec uint8) {
+	n := 0
+	for _, d := range s.devs {
+		d.mu.Lock()
+		stale := d.hasSess && d.sess.Peer == peer && d.sess.Recovery >= 0 && uint8(d.sess.Recovery) != rec
+		if stale {
+			d.hasSess, d.outstanding, d.ph = false, false, phDetached
+		}
+		region := d.region
+		d.mu.Unlock()
+		if !stale {
+			continue
+		}
+		n++
+		s.emit(Event{Kind: EventBearerDelete, IMSI: d.dev.IMSI, Country: d.country, Region: region,
+			Cause: fmt.Sprintf("PGW %v restarted (recovery %d)", peer, rec)})
+		s.sched.push(time.Now().Add(s.cfg.ReattachDelay), job{kind: jobReattach, d: d})
+	}
+	if n > 0 {
+		s.c.peerRestarts.Add(1)
+		s.log.Warn("roamsim: PGW restarted", "pgw", peer, "recovery", rec, "sessions", n)
 	}
 }
 

@@ -282,3 +282,83 @@ func (nopData) probeReply(uint32, uint16)      {}
 func (nopData) errorIndication(netip.AddrPort) {}
 
 var _ = errors.New
+
+func TestContinuousPGWRestartAndMBR(t *testing.T) {
+	devs := testDevices(t, 4)
+	l := newLab(t, 60, devs)
+	l.cfg.Mode = Continuous
+	l.cfg.DataInterval = 20 * time.Millisecond
+	l.cfg.EchoInterval = 20 * time.Millisecond
+	l.cfg.ReattachDelay = time.Millisecond
+	l.cfg.ModifyBearer = true
+	evc := make(chan Event, 1024)
+	l.cfg.OnEvent = func(e Event) {
+		select {
+		case evc <- e:
+		default:
+		}
+	}
+	s, err := New(l.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan Report, 1)
+	go func() { r, _ := s.Run(ctx); done <- r }()
+	firstData := map[topology.IMSI]int{}
+	restarted := false
+	for {
+		e := <-evc
+		if e.Kind == EventFirstData {
+			firstData[e.IMSI]++
+		}
+		if !restarted && len(firstData) == len(devs) {
+			l.pgw.restart()
+			restarted = true
+		}
+		all := true
+		for _, d := range devs {
+			all = all && firstData[d.IMSI] == 2
+		}
+		if all {
+			break
+		}
+	}
+	cancel()
+	r := <-done
+	if r.Counters.PeerRestarts < 1 || r.Counters.ModifyBearerOK != 8 {
+		t.Errorf("counters %+v", r.Counters)
+	}
+	for _, d := range r.Devices {
+		if d.Attaches != 2 || d.Reattaches != 1 {
+			t.Errorf("%s: %+v", d.IMSI, d)
+		}
+	}
+	l.pgw.mu.Lock()
+	mbrs := l.pgw.mbrs
+	l.pgw.mu.Unlock()
+	if mbrs != 8 {
+		t.Errorf("PGW saw %d MBRs, want 8", mbrs)
+	}
+}
+
+func TestOneShot3G(t *testing.T) {
+	devs := testDevices(t, 3)
+	for i := range devs {
+		devs[i].RAT = RAT3G
+	}
+	l := newLab(t, 70, devs)
+	l.cfg.HSS = nil // the SGSN does not use S6a here
+	l.cfg.GGSN = netip.AddrPortFrom(l.pgw.ip, PortGTPC)
+	r := runSim(t, l.cfg, context.Background())
+	for _, d := range r.Devices {
+		if d.Attaches != 1 || d.Region != topology.DE || d.Data == nil || d.Data.Received != 3 || len(d.Failures) != 0 ||
+			!strings.HasPrefix(d.UE, "10.46.") {
+			t.Errorf("%s: %+v %+v", d.IMSI, d, d.Data)
+		}
+	}
+	if csrs, dsrs, open := l.pgw.counts(); csrs != 3 || dsrs != 3 || open != 0 {
+		t.Errorf("GGSN saw %d creates, %d deletes, %d left", csrs, dsrs, open)
+	}
+}

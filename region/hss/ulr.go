@@ -125,7 +125,8 @@ func (s *Server) handleULR(ctx context.Context, p *peer, m *diam.Message) (*diam
 func (s *Server) steer(ctx context.Context, sub registry.Subscriber, visited topology.PLMN) ([]topology.RegionID, error) {
 	out := make([]topology.RegionID, len(sub.APNs))
 	for i, apn := range sub.APNs {
-		r, _, err := s.cfg.Steering.Steer(ctx, sub.IMSI, sub, visited, apn.Name)
+		r, reasons, err := s.cfg.Steering.Steer(ctx, sub.IMSI, sub, visited, apn.Name)
+		s.log.Debug("steered", "imsi", sub.IMSI, "apn", apn.Name, "visited", visited, "region", r, "reasons", reasons)
 		if err != nil {
 			return nil, fmt.Errorf("hss: steer %s: %w", apn.Name, err)
 		}
