@@ -199,7 +199,8 @@ func (w *worker) handleUp(pkt []byte, src *sockaddr) {
 }
 
 // errorIndication answers a T-PDU for an unknown TEID (TS 29.281 §7.3.1),
-// to the sender's address on the GTP-U port 2152 (§4.4.2.2), at most at the
+// to the sender's address on the GTP-U port 2152 (§4.4.2; the trigger's
+// source port travels in the UDP Port extension header, §5.2.2.1), at most at the
 // configured rate node-wide.
 func (w *worker) errorIndication(teid TEID, src *sockaddr) {
 	if !w.b.errInd.AllowN(w.b.cfg.Now(), 1) {

@@ -87,6 +87,11 @@ func Start(ctx context.Context, cfg Config) (_ *Lab, err error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.Policy.RTTInterval == 0 {
+		// On loopback every measured RTT is ~0.1 ms: committing that matrix
+		// would steer by noise. The lab steers by the static estimates.
+		cfg.Policy.RTTInterval = -1
+	}
 	l := &Lab{cfg: cfg, fed: config.Lab(), log: cfg.Logger, nodes: map[string]*region.Node{}}
 	defer func() {
 		if err != nil {

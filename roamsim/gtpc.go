@@ -39,6 +39,9 @@ type gtpcHandler interface {
 	deleteBearer(teid uint32, cause uint8)
 	// deletePDP: the GGSN deleted the PDP context whose SGSN C-TEID is teid.
 	deletePDP(teid uint32, teardown bool)
+	// peerTEID maps our C-TEID to the peer's (0 if unknown), for the
+	// header of our answers to the peer's requests.
+	peerTEID(teid uint32) uint32
 }
 
 // gtpcEndpoint is the SGW/SGSN GTP-C socket: one UDP socket, v1/v2 demux,
@@ -138,16 +141,21 @@ func (e *gtpcEndpoint) handle2(b []byte, from netip.AddrPort) {
 	case message.MsgTypeEchoRequest:
 		e.send2(message.NewEchoResponse(m.Sequence(), ie.NewRecovery(e.restart)), from)
 	case message.MsgTypeDeleteBearerRequest:
-		req := m.(*message.DeleteBearerRequest)
+		req, ok := m.(*message.DeleteBearerRequest)
+		if !ok {
+			e.malformed.Add(1)
+			return
+		}
 		var cause uint8
 		if req.Cause != nil {
 			cause, _ = req.Cause.Cause()
 		}
-		rsp := message.NewDeleteBearerResponse(0, m.Sequence(), ie.NewCause(gtpv2.CauseRequestAccepted, 0, 0, 0, nil))
-		if t, ok := e.h.(interface{ peerTEID(uint32) uint32 }); ok {
-			rsp.SetTEID(t.peerTEID(m.TEID()))
+		peer := e.h.peerTEID(m.TEID())
+		c := gtpv2.CauseRequestAccepted
+		if peer == 0 {
+			c = gtpv2.CauseContextNotFound
 		}
-		e.send2(rsp, from)
+		e.send2(message.NewDeleteBearerResponse(peer, m.Sequence(), ie.NewCause(c, 0, 0, 0, nil)), from)
 		e.h.deleteBearer(m.TEID(), cause)
 	case message.MsgTypeEchoResponse, message.MsgTypeCreateSessionResponse, message.MsgTypeDeleteSessionResponse,
 		message.MsgTypeModifyBearerResponse:
@@ -178,16 +186,21 @@ func (e *gtpcEndpoint) handle1(b []byte, from netip.AddrPort) {
 	case v1msg.MsgTypeEchoRequest:
 		e.send1(v1msg.NewEchoResponse(m.Sequence(), v1ie.NewRecovery(e.restart)), from)
 	case v1msg.MsgTypeDeletePDPContextRequest:
-		req := m.(*v1msg.DeletePDPContextRequest)
+		req, ok := m.(*v1msg.DeletePDPContextRequest)
+		if !ok {
+			e.malformed.Add(1)
+			return
+		}
 		teardown := false
 		if req.TeardownInd != nil && len(req.TeardownInd.Payload) > 0 {
 			teardown = req.TeardownInd.Payload[0]&1 == 1
 		}
-		peer := uint32(0)
-		if t, ok := e.h.(interface{ peerTEID1(uint32) uint32 }); ok {
-			peer = t.peerTEID1(m.TEID())
+		peer := e.h.peerTEID(m.TEID())
+		c := gtpv1.ResCauseRequestAccepted
+		if peer == 0 {
+			c = gtpv1.ResCauseNonExistent
 		}
-		e.send1(v1msg.NewDeletePDPContextResponse(peer, m.Sequence(), v1ie.NewCause(gtpv1.ResCauseRequestAccepted)), from)
+		e.send1(v1msg.NewDeletePDPContextResponse(peer, m.Sequence(), v1ie.NewCause(c)), from)
 		e.h.deletePDP(m.TEID(), teardown)
 	case v1msg.MsgTypeEchoResponse, v1msg.MsgTypeCreatePDPContextResponse, v1msg.MsgTypeDeletePDPContextResponse:
 		e.mu.Lock()

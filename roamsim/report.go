@@ -136,13 +136,16 @@ func (s *Sim) counters() Counters {
 		ProbesLost: s.c.probesLost.Load(), PeerRestarts: s.c.peerRestarts.Load(), EchoFailures: s.c.echoFail.Load(),
 		ModifyBearerOK: s.c.mbrOK.Load(),
 	}
-	if s.gtpc != nil {
-		c.GTPRetransmits = s.gtpc.retransmits.Load()
-		c.GTPMalformed = s.gtpc.malformed.Load()
+	s.sockMu.Lock()
+	gtpc, dp := s.gtpc, s.dp
+	s.sockMu.Unlock()
+	if gtpc != nil {
+		c.GTPRetransmits = gtpc.retransmits.Load()
+		c.GTPMalformed = gtpc.malformed.Load()
 	}
-	if s.dp != nil {
-		c.ErrorIndication = s.dp.errInd.Load()
-		c.GTPMalformed += s.dp.malformed.Load()
+	if dp != nil {
+		c.ErrorIndication = dp.errInd.Load()
+		c.GTPMalformed += dp.malformed.Load()
 	}
 	for _, m := range s.mmes {
 		c.DiameterConnect += m.connects.Load()
@@ -164,7 +167,10 @@ func (s *Sim) build(now time.Time, withDevices bool) Report {
 	for i, d := range s.devs {
 		devs[i] = s.deviceReport(d)
 	}
-	r := Report{Mode: s.cfg.Mode.String(), Started: s.started, Finished: now, Counters: s.counters()}
+	s.sockMu.Lock()
+	started := s.started
+	s.sockMu.Unlock()
+	r := Report{Mode: s.cfg.Mode.String(), Started: started, Finished: now, Counters: s.counters()}
 	r.Totals = aggregate("all", devs)
 	byRegion, byCountry := map[string][]DeviceReport{}, map[string][]DeviceReport{}
 	for _, d := range devs {

@@ -138,8 +138,9 @@ type Sim struct {
 	mmes   []*mme
 	lim    *rate.Limiter
 
-	gtpc *gtpcEndpoint
-	dp   *dataPlane
+	sockMu sync.Mutex // guards gtpc, dp and started against Snapshot
+	gtpc   *gtpcEndpoint
+	dp     *dataPlane
 
 	sched     scheduler
 	jobs      chan job
@@ -222,17 +223,18 @@ func (s *Sim) Run(ctx context.Context) (Report, error) {
 	if !s.ran.CompareAndSwap(false, true) {
 		return Report{}, errors.New("roamsim: Run called twice")
 	}
-	var err error
-	s.gtpc, err = newGTPCEndpoint(s.cfg.GTPC, s.cfg.T3, s.cfg.N3, s.cfg.RestartCounter, s.log, s)
+	gtpc, err := newGTPCEndpoint(s.cfg.GTPC, s.cfg.T3, s.cfg.N3, s.cfg.RestartCounter, s.log, s)
 	if err != nil {
 		return Report{}, err
 	}
-	s.dp, err = newDataPlane(s.cfg.GTPU, s.cfg.UDPPort, s)
+	dp, err := newDataPlane(s.cfg.GTPU, s.cfg.UDPPort, s)
 	if err != nil {
-		s.gtpc.close()
+		gtpc.close()
 		return Report{}, err
 	}
-	s.started = time.Now()
+	s.sockMu.Lock()
+	s.gtpc, s.dp, s.started = gtpc, dp, time.Now()
+	s.sockMu.Unlock()
 	s.remaining.Store(int64(len(s.devs)))
 
 	var io sync.WaitGroup // socket readers and MMEs
@@ -666,8 +668,6 @@ func (s *Sim) peerTEID(teid uint32) uint32 {
 	}
 	return d.sess.PeerC
 }
-
-func (s *Sim) peerTEID1(teid uint32) uint32 { return s.peerTEID(teid) }
 
 // ---- data
 

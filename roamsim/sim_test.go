@@ -16,7 +16,7 @@ import (
 )
 
 func testLogger(t *testing.T) *slog.Logger {
-	if testing.Verbose() {
+	if t != nil && testing.Verbose() {
 		return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -361,4 +361,49 @@ func TestOneShot3G(t *testing.T) {
 	if csrs, dsrs, open := l.pgw.counts(); csrs != 3 || dsrs != 3 || open != 0 {
 		t.Errorf("GGSN saw %d creates, %d deletes, %d left", csrs, dsrs, open)
 	}
+}
+
+type nopGTPC struct{}
+
+func (nopGTPC) deleteBearer(uint32, uint8)     {}
+func (nopGTPC) deletePDP(uint32, bool)         {}
+func (nopGTPC) peerTEID(uint32) uint32         { return 0 }
+func (nopGTPC) errorIndication(netip.AddrPort) {}
+func (nopGTPC) probeReply(uint32, uint16)      {}
+
+// FuzzPeerInput: whatever a peer sends to the GTP-C or GTP-U socket is a
+// counted error or a handled message, never a panic.
+func FuzzPeerInput(f *testing.F) {
+	e, err := newGTPCEndpoint(netip.MustParseAddrPort("127.0.50.90:0"), time.Millisecond, 0, 1, testLogger(nil), nopGTPC{})
+	if err != nil {
+		f.Skip(err)
+	}
+	defer e.close()
+	dp, err := newDataPlane(netip.MustParseAddrPort("127.0.50.90:0"), 0, nopGTPC{})
+	if err != nil {
+		f.Skip(err)
+	}
+	defer dp.close()
+	to := e.localAddr()
+	for _, seed := range [][]byte{
+		{0x48, 99, 0, 13, 0, 0, 0, 1, 0, 0, 1, 0, 73, 0, 1, 0, 5},          // Delete Bearer Request
+		{0x48, 33, 0, 8, 0, 0, 0, 1, 0, 0, 1, 0},                           // empty CSResp
+		{0x40, 1, 0, 4, 0, 0, 1, 0},                                        // Echo Request
+		{0x32, 20, 0, 4, 0, 0, 0, 1, 0, 1, 0, 0},                           // v1 Delete PDP Context Request
+		{0x34, 0xff, 0, 8, 0, 0, 0, 1, 0, 0, 0, 0x85, 1, 0, 0, 0},          // GTP-U with ext header
+		{0x30, 0xff, 0, 28, 0, 0, 0, 1, 0x45, 0, 0, 28, 0, 0, 0, 0, 64, 1}, // truncated inner IPv4
+	} {
+		f.Add(seed)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if len(b) >= 8 {
+			switch b[0] >> 5 {
+			case 2:
+				e.handle2(append([]byte(nil), b...), to)
+			case 1:
+				e.handle1(append([]byte(nil), b...), to)
+			}
+		}
+		dp.handle(b, to)
+	})
 }

@@ -17,11 +17,13 @@ import (
 	"github.com/rendezvous-core/rendezvous/breakout"
 	"github.com/rendezvous-core/rendezvous/lab"
 	"github.com/rendezvous-core/rendezvous/region/opapi"
+	"github.com/rendezvous-core/rendezvous/roamsim"
+	"github.com/rendezvous-core/rendezvous/topology"
 )
 
 type labFlags struct {
 	registry, subscribers, stateDir, report string
-	generate                                int
+	generate, devices                       int
 	duration, statusEvery                   time.Duration
 	logLevel                                string
 	rehomeRate                              float64
@@ -49,6 +51,7 @@ lab's API through the state file it writes.`,
 	fl.StringVar(&f.registry, "registry", "", `registry DSN ("postgres://…"); default embedded SQLite in the state dir`)
 	fl.StringVar(&f.subscribers, "subscribers", "", "CSV of subscribers: imsi,msisdn,ki,opc,amf,apn,home_region (hex keys); default generated")
 	fl.IntVar(&f.generate, "generate", 200, "subscribers to generate without --subscribers")
+	fl.IntVar(&f.devices, "devices", 0, "roaming devices (default one per subscriber)")
 	fl.StringVar(&f.stateDir, "state-dir", "", "state directory (default a new temporary directory, removed at exit)")
 	fl.StringVar(&f.report, "report", "", "write a JSON report to this file at exit")
 	fl.DurationVar(&f.duration, "duration", 0, "stop after this long (default: run until SIGINT/SIGTERM)")
@@ -121,6 +124,12 @@ func runLab(ctx context.Context, f *labFlags, out io.Writer) error {
 		say("operator API on %s (rdvctl status finds it through %s)", l.Nodes()[0].APIAddr(), labFile)
 	}
 
+	devices, err := l.StartDevices(ctx, lab.DevicesConfig{Max: f.devices, Mode: roamsim.Continuous, Logger: log})
+	if err != nil {
+		return err
+	}
+	say("%s; devices roaming in %d countries attach through every region's HSS", "visited network on "+lab.VisitedNetwork.String(), len(roamsim.DefaultCountries()))
+
 	report := lab.Report{Started: started}
 	tty := isTerminal(out)
 	var prev *lab.Snapshot
@@ -129,16 +138,35 @@ func runLab(ctx context.Context, f *labFlags, out io.Writer) error {
 	for {
 		snap := l.Snapshot(prev)
 		prev = &snap
+		dev := devices.Snapshot().Totals
+		devLine := fmt.Sprintf("devices: %d, attached %d, failed %d, re-attaches %d, data %d/%d, attach p50 %.1f ms, RTT p50 %.1f ms",
+			dev.Devices, dev.Attached, dev.Failed, dev.Reattaches, dev.Received, dev.Sent, dev.AttachP50, dev.RTTP50)
 		if tty {
 			fmt.Fprint(out, "\033[H\033[2J")
-			snap.WriteTable(out, "")
+			snap.WriteTable(out, devLine)
 		} else {
-			fmt.Fprintln(out, snap.LogLine())
+			fmt.Fprintln(out, snap.LogLine(), devLine)
 		}
 		report.Final = snap
 		select {
 		case <-ctx.Done():
+			final, derr := devices.Stop()
+			if derr != nil {
+				say("visited network: %v", derr)
+			}
+			report.Devices = final
+			report.Assessment = lab.Assess(final, roamsim.DefaultCountries(), func(r topology.RegionID) bool {
+				for _, s := range snap.Regions {
+					if s.Region == r {
+						return s.State == "active"
+					}
+				}
+				return false
+			})
 			report.Duration = time.Since(started).Round(time.Millisecond).String()
+			report.Summary = report.Markdown()
+			fmt.Fprintln(out)
+			fmt.Fprint(out, report.Summary)
 			if f.report != "" {
 				if err := writeReport(f.report, report); err != nil {
 					return err

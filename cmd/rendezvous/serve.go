@@ -66,7 +66,7 @@ func runServe(ctx context.Context, f *serveFlags) error {
 	}
 	self, err := fed.Node(f.node)
 	if err != nil {
-		return usageError{fmt.Errorf("%s: %w", f.config, err)}
+		return usageError{err}
 	}
 	stateDir := f.stateDir
 	if stateDir == "" {

@@ -7,8 +7,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -46,22 +46,26 @@ ggsn ggsn0
 `, dir, addr)
 }
 
-type rates struct{ create, del, createdOK float64 }
+type rates struct{ create, del, accepted float64 }
 
-// ratesFrom measures, for the GGSN at ggsn, Create and Delete PDP Context
-// rates as peers.md §2.4 does: answers ÷ (first request → last answer).
-func ratesFrom(b *testing.B, pcap, ggsn string) rates {
+// burstRates measures each sgsnemu burst (one per peer address) at the GGSN
+// ggsn as peers.md §2.4 does: answers ÷ (first request → last answer), and
+// returns the medians over the bursts and the accepted creates in total.
+func burstRates(b *testing.B, pcap, ggsn string) rates {
 	lines, err := gtpctest.Tshark(pcap, "-Y", "ip.addr=="+ggsn+" && (gtp.message>=0x10 && gtp.message<=0x15)",
-		"-T", "fields", "-e", "frame.time_epoch", "-e", "gtp.message", "-e", "gtp.cause")
+		"-T", "fields", "-e", "frame.time_epoch", "-e", "gtp.message", "-e", "gtp.cause", "-e", "ip.src", "-e", "ip.dst")
 	if err != nil {
 		b.Fatal(err)
 	}
-	var first, last [2]float64
-	var n [2]int
-	ok := 0
+	type span struct {
+		first, last float64
+		n           int
+	}
+	bursts := map[string]*[2]span{}
+	accepted := 0
 	for _, l := range lines {
 		f := strings.Split(l, "\t")
-		if len(f) < 2 {
+		if len(f) < 5 {
 			continue
 		}
 		ts, _ := strconv.ParseFloat(f[0], 64)
@@ -70,39 +74,61 @@ func ratesFrom(b *testing.B, pcap, ggsn string) rates {
 		if msg >= 0x14 {
 			k = 1
 		}
+		peer := f[3]
+		if peer == ggsn {
+			peer = f[4]
+		}
+		sp := bursts[peer]
+		if sp == nil {
+			sp = &[2]span{}
+			bursts[peer] = sp
+		}
 		switch msg {
 		case 0x10, 0x14:
-			if first[k] == 0 {
-				first[k] = ts
+			if sp[k].first == 0 {
+				sp[k].first = ts
 			}
 		case 0x11, 0x15:
-			n[k]++
-			last[k] = ts
-			if msg == 0x11 && len(f) > 2 && f[2] == "128" {
-				ok++
+			sp[k].n++
+			sp[k].last = ts
+			if msg == 0x11 && f[2] == "128" {
+				accepted++
 			}
 		}
 	}
-	r := rates{createdOK: float64(ok)}
-	if last[0] > first[0] {
-		r.create = float64(n[0]) / (last[0] - first[0])
+	var cr, dr []float64
+	for _, sp := range bursts {
+		if sp[0].last > sp[0].first {
+			cr = append(cr, float64(sp[0].n)/(sp[0].last-sp[0].first))
+		}
+		if sp[1].last > sp[1].first {
+			dr = append(dr, float64(sp[1].n)/(sp[1].last-sp[1].first))
+		}
 	}
-	if last[1] > first[1] {
-		r.del = float64(n[1]) / (last[1] - first[1])
-	}
-	return r
+	return rates{create: median(cr), del: median(dr), accepted: float64(accepted)}
 }
 
-// BenchmarkGGSNvsOsmoGGSN puts the same sgsnemu load (4 instances × 200
-// contexts, in parallel) on our GGSN and on osmo-ggsn 1.9.0 in one run, in
-// one namespace, and reports PDP contexts created and deleted per second
-// for both and the ratios (ours ÷ osmo). Each side takes ~15–25 s
-// (sgsnemu's coarse timers).
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	sort.Float64s(v)
+	return v[len(v)/2]
+}
+
+// BenchmarkGGSNvsOsmoGGSN puts the same sgsnemu load on our GGSN and on
+// osmo-ggsn 1.9.0 in one run, in one namespace: 3 rounds, each one sgsnemu
+// burst of 200 contexts to ours, then one to osmo-ggsn (200 per burst: with
+// the default net.core.rmem_default sgsnemu's and osmo-ggsn's sockets
+// overflow above that, peers.md §2.4; we do not change the global sysctl on
+// a shared machine). It reports the median PDP contexts created and deleted
+// per second per burst, for both, and the ratios (ours ÷ osmo). Each burst
+// takes 10–20 s (sgsnemu's coarse timers).
 //
 //	go test -run XXX -bench GGSNvsOsmo -benchtime 1x ./region/ggsn
 func BenchmarkGGSNvsOsmoGGSN(b *testing.B) {
 	requireTools(b, "sgsnemu", "osmo-ggsn", "dumpcap", "tshark")
-	const inst, per = 4, 200
+	const inst, per = 3, 200
 	ns, err := gtpctest.NewNetns("gbench")
 	if err != nil {
 		b.Fatal(err)
@@ -136,35 +162,28 @@ func BenchmarkGGSNvsOsmoGGSN(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	load := func(ggsn string, base int) {
-		var wg sync.WaitGroup
-		for k := 1; k <= inst; k++ {
-			sg := filepath.Join(dir, fmt.Sprintf("sg-%s-%d", ggsn, k))
-			os.MkdirAll(sg, 0o755)
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				c := ns.Command(context.Background(), sg, "sgsnemu", "-l", fmt.Sprintf("127.0.0.%d", base+k), "-r", ggsn,
-					"--contexts", fmt.Sprint(per), "--timelimit", "1", "--apn", "internet",
-					"--imsi", fmt.Sprintf("90170%d000000001", k), "--msisdn", fmt.Sprintf("4670%d000001", k))
-				c.Stdout, c.Stderr = nil, nil
-				if err := c.Run(); err != nil {
-					if _, ok := err.(*exec.ExitError); !ok {
-						b.Error(err)
-					}
-				}
-			}()
+	burst := func(ggsn string, local string, k int) {
+		sg := filepath.Join(dir, "sg-"+local)
+		os.MkdirAll(sg, 0o755)
+		c := ns.Command(context.Background(), sg, "sgsnemu", "-l", local, "-r", ggsn,
+			"--contexts", fmt.Sprint(per), "--timelimit", "1", "--apn", "internet",
+			"--imsi", fmt.Sprintf("90170%d000000001", k), "--msisdn", fmt.Sprintf("4670%d000001", k))
+		if err := c.Run(); err != nil {
+			if _, ok := err.(*exec.ExitError); !ok {
+				b.Error(err)
+			}
 		}
-		wg.Wait()
 	}
 	b.ResetTimer()
-	load("127.0.0.2", 10)
-	load("127.0.0.3", 20)
+	for k := 1; k <= inst; k++ {
+		burst("127.0.0.2", fmt.Sprintf("127.0.0.%d", 10+k), k)
+		burst("127.0.0.3", fmt.Sprintf("127.0.0.%d", 20+k), k)
+	}
 	b.StopTimer()
 	if err := capt.Stop(); err != nil {
 		b.Fatal(err)
 	}
-	ours, theirs := ratesFrom(b, pcap, "127.0.0.2"), ratesFrom(b, pcap, "127.0.0.3")
+	ours, theirs := burstRates(b, pcap, "127.0.0.2"), burstRates(b, pcap, "127.0.0.3")
 	b.ReportMetric(ours.create, "ours-create/s")
 	b.ReportMetric(ours.del, "ours-delete/s")
 	b.ReportMetric(theirs.create, "osmo-create/s")
@@ -173,6 +192,6 @@ func BenchmarkGGSNvsOsmoGGSN(b *testing.B) {
 		b.ReportMetric(ours.create/theirs.create, "create-ratio")
 		b.ReportMetric(ours.del/theirs.del, "delete-ratio")
 	}
-	b.ReportMetric(ours.createdOK, "ours-accepted")
-	b.ReportMetric(theirs.createdOK, "osmo-accepted")
+	b.ReportMetric(ours.accepted, "ours-accepted")
+	b.ReportMetric(theirs.accepted, "osmo-accepted")
 }

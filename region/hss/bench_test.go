@@ -8,7 +8,9 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"os"
 	"os/exec"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -27,7 +29,10 @@ import (
 //
 //	go test -run XXX -bench S6a -benchtime 2s ./region/hss/
 func BenchmarkS6a(b *testing.B) {
-	st := openStore(b)
+	// HSS_BENCH_SQNBLOCK raises the registry's SQN block (default 32) to
+	// show how much of the AIR cost is SQLite writes.
+	blk, _ := strconv.Atoi(os.Getenv("HSS_BENCH_SQNBLOCK"))
+	st := openStoreSQN(b, blk)
 	const nsubs = 64
 	imsis := make([]topology.IMSI, nsubs)
 	for i := range imsis {

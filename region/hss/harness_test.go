@@ -102,13 +102,17 @@ func exampleBinary(t testing.TB, name string) string {
 
 // ---- registry ----
 
-func openStore(t testing.TB) *registry.Store {
+func openStore(t testing.TB) *registry.Store { return openStoreSQN(t, 0) }
+
+// openStoreSQN opens the registry on SQLite with SQNBlock sqnBlock (0:
+// the registry's default).
+func openStoreSQN(t testing.TB, sqnBlock int) *registry.Store {
 	t.Helper()
 	kek := make([]byte, 32)
 	rand.Read(kek)
 	st, err := registry.Open(context.Background(), registry.Config{
 		DSN: "sqlite:" + filepath.Join(t.TempDir(), "registry.db"), Region: topology.JP,
-		KEK: kek, KEKID: "test",
+		KEK: kek, KEKID: "test", SQNBlock: sqnBlock,
 	})
 	if err != nil {
 		t.Fatalf("registry.Open: %v", err)

@@ -10,6 +10,7 @@ import (
 	"github.com/fiorix/go-diameter/v4/diam"
 	"github.com/fiorix/go-diameter/v4/diam/avp"
 	"github.com/fiorix/go-diameter/v4/diam/datatype"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/rendezvous-core/rendezvous/federation/registry"
 	"github.com/rendezvous-core/rendezvous/topology"
@@ -30,7 +31,8 @@ func expectResult(t *testing.T, a *diam.Message, code uint32, exp bool) {
 func TestAIRVectorsAsUSIM(t *testing.T) {
 	st := openStore(t)
 	sub, u := provision(t, st, nil)
-	s := startHSS(t, st, nil)
+	reg := prometheus.NewRegistry()
+	s := startHSS(t, st, func(c *Config) { c.Registerer = reg })
 	mme := dialMME(t, s.Addrs()[0], "mme1.visited.example")
 	visited := plmnOf("26201")
 	bcd := visited.BCD()
@@ -70,6 +72,29 @@ func TestAIRVectorsAsUSIM(t *testing.T) {
 	}
 	if total != 1+3+5+5 {
 		t.Fatalf("%d vectors", total)
+	}
+	// Metrics land on the given registry, per command and result.
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var airs float64
+	for _, mf := range mfs {
+		if mf.GetName() != "rdv_hss_requests_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			labels := map[string]string{}
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = l.GetValue()
+			}
+			if labels["command"] == "AIR" && labels["result"] == "2001" {
+				airs = m.GetCounter().GetValue()
+			}
+		}
+	}
+	if airs != 4 {
+		t.Fatalf("rdv_hss_requests_total{command=AIR,result=2001} = %v, want 4", airs)
 	}
 }
 

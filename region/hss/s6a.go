@@ -111,6 +111,12 @@ func (s *Server) answer(req *diam.Message, sid string, r result) *diam.Message {
 	if r.failed != nil {
 		a.AddAVP(failedAVP(r.failed))
 	}
+	// RFC 6733 §6.2: Proxy-Info AVPs are echoed, in order.
+	for _, p := range req.AVP {
+		if p.Code == avp.ProxyInfo {
+			a.AddAVP(p)
+		}
+	}
 	return a
 }
 
@@ -149,11 +155,11 @@ func (p *peer) serveS6a(h header, m *diam.Message) {
 		a, r = s.handleNOR(ctx, m)
 	}
 	name := commandName(h.Code)
+	s.met.requests.WithLabelValues(name, resultLabel(r.code, r.exp)).Inc()
+	s.met.latency.WithLabelValues(name).Observe(s.cfg.Clock.Now().Sub(start).Seconds())
 	if err := p.send(a); err != nil {
 		s.log.Debug("answer not sent", "command", name, "peer", p.src, "err", err)
 	}
-	s.met.requests.WithLabelValues(name, resultLabel(r.code, r.exp)).Inc()
-	s.met.latency.WithLabelValues(name).Observe(s.cfg.Clock.Now().Sub(start).Seconds())
 	if after != nil {
 		// Work after the answer (CLR to the previous MME) keeps the
 		// in-flight slot: it stays bounded.
