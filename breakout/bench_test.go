@@ -34,7 +34,8 @@ func BenchmarkFastPath(b *testing.B) {
 	ns.ip(b, "route", "add", "blackhole", "198.51.100.0/24")
 	bo, err := New(Config{
 		Name: "fp", Listen: netip.MustParseAddrPort("127.0.30.1:2152"), NetNS: ns.path(), Workers: 1,
-		TUNName: "rdvbo-fp0", Pools: []netip.Prefix{netip.MustParsePrefix("10.45.0.0/16")},
+		SocketBuffer: 4 << 20, // holds every packet in flight: the lock-step loop must lose none
+		TUNName:      "rdvbo-fp0", Pools: []netip.Prefix{netip.MustParsePrefix("10.45.0.0/16")},
 		TUNAddr: netip.MustParsePrefix("10.45.0.1/32"), NoNAT: true,
 	})
 	if err != nil {
@@ -205,21 +206,24 @@ func BenchmarkSideBySide(b *testing.B) {
 		ue     netip.Addr
 		tun    string
 		cpu    func() time.Duration
+		wait   func() time.Duration
 	}
+	osmoPid := ggsn.cmd.Process.Pid
 	suts := []sut{
-		{"rendezvous", "127.0.30.1:2152", 0x1001, ourUE, "rdvbo-sbs0", selfCPU},
-		{"osmo-ggsn", "127.0.0.2:2152", osmoTEID, osmoUE, "rdvbo-ggsn0", func() time.Duration { return procCPU(b, ggsn.cmd.Process.Pid) }},
+		{"rendezvous", "127.0.30.1:2152", 0x1001, ourUE, "rdvbo-sbs0", selfCPU, func() time.Duration { return runqWait(os.Getpid()) }},
+		{"osmo-ggsn", "127.0.0.2:2152", osmoTEID, osmoUE, "rdvbo-ggsn0", func() time.Duration { return procCPU(b, osmoPid) }, func() time.Duration { return runqWait(osmoPid) }},
 	}
 	var report strings.Builder
-	fmt.Fprintf(&report, "\n%-11s %-8s %5s %12s %12s %10s %9s %13s\n", "sut", "dir", "size", "offered pps", "pps", "Gbit/s", "CPU", "pkt/CPU-s")
-	row := func(name, dir string, size int, offered, delivered uint64, cpu time.Duration) {
+	fmt.Fprintf(&report, "\n%-11s %-8s %5s %12s %12s %10s %9s %13s %9s\n", "sut", "dir", "size", "offered pps", "pps", "Gbit/s", "CPU", "pkt/CPU-s", "runq-wait")
+	row := func(name, dir string, size int, offered, delivered uint64, cpu, wait time.Duration) {
 		pps := float64(delivered) / window.Seconds()
 		perCPU := 0.0
 		if cpu > 0 {
 			perCPU = float64(delivered) / cpu.Seconds()
 		}
-		fmt.Fprintf(&report, "%-11s %-8s %5d %12.0f %12.0f %10.3f %8.0f%% %13.0f\n", name, dir, size,
-			float64(offered)/window.Seconds(), pps, pps*float64(size)*8/1e9, 100*cpu.Seconds()/window.Seconds(), perCPU)
+		fmt.Fprintf(&report, "%-11s %-8s %5d %12.0f %12.0f %10.3f %8.0f%% %13.0f %8.0f%%\n", name, dir, size,
+			float64(offered)/window.Seconds(), pps, pps*float64(size)*8/1e9, 100*cpu.Seconds()/window.Seconds(), perCPU,
+			100*wait.Seconds()/window.Seconds())
 		b.ReportMetric(perCPU, fmt.Sprintf("pkt/CPU-s:%s-%s-%d", name, dir, size))
 	}
 	for _, size := range []int{64, 1400} {
@@ -227,21 +231,21 @@ func BenchmarkSideBySide(b *testing.B) {
 			// Uplink: G-PDUs from 127.0.0.1 (the SGSN's address) to the SUT.
 			res := runHelpers(b, ns, window, func(start func(args ...string)) {
 				start("mode=gtpu", "to="+s.listen, "teid="+strconv.Itoa(int(s.teid)), "src="+s.ue.String(), "dst=198.51.100.1", "size="+strconv.Itoa(size))
-			}, func() (sample, time.Duration) { return sampleNS(b, ns, s.tun), s.cpu() })
-			row(s.name, "uplink", size, res.d.udpOut, res.d.tunRx, res.cpu)
+			}, func() (sample, time.Duration, time.Duration) { return sampleNS(b, ns, s.tun), s.cpu(), s.wait() })
+			row(s.name, "uplink", size, res.d.udpOut, res.d.tunRx, res.cpu, res.wait)
 			// Downlink: UDP to the UE address, routed into the SUT's TUN,
 			// encapsulated to the sink on 127.0.0.1:2152.
 			res = runHelpers(b, ns, window, func(start func(args ...string)) {
 				start("mode=sink", "listen=127.0.0.1:2152")
 				start("mode=udp", "to="+netip.AddrPortFrom(s.ue, 9).String(), "size="+strconv.Itoa(size))
-			}, func() (sample, time.Duration) { return sampleNS(b, ns, s.tun), s.cpu() })
-			row(s.name, "downlink", size, res.d.tunTx, res.d.udpIn, res.cpu)
+			}, func() (sample, time.Duration, time.Duration) { return sampleNS(b, ns, s.tun), s.cpu(), s.wait() })
+			row(s.name, "downlink", size, res.d.tunTx, res.d.udpIn, res.cpu, res.wait)
 		}
 		// The raw TUN write limit, measured the same way: the same uplink
 		// packets written by one goroutine into a TUN device as fast as it
 		// can, no GTP-U, no sockets.
 		res := rawTUNWrite(b, ns, window, size)
-		row("raw-tun", "write", size, res.d.tunRx, res.d.tunRx, res.cpu)
+		row("raw-tun", "write", size, res.d.tunRx, res.d.tunRx, res.cpu, res.wait)
 	}
 	b.Log(report.String())
 	fmt.Fprint(os.Stderr, report.String())
@@ -255,8 +259,9 @@ type sample struct {
 }
 
 type phaseResult struct {
-	d   sample // deltas over the window
-	cpu time.Duration
+	d    sample // deltas over the window
+	cpu  time.Duration
+	wait time.Duration // time runnable but waiting for the CPU
 }
 
 func sampleNS(b *testing.B, ns *testNS, tun string) sample {
@@ -312,7 +317,7 @@ func (s sample) sub(o sample) sample {
 
 // runHelpers starts helper processes (this test binary, on CPU 0, in the
 // namespace) for warm-up + window + tail, samples at the window's edges.
-func runHelpers(b *testing.B, ns *testNS, window time.Duration, start func(func(args ...string)), measure func() (sample, time.Duration)) phaseResult {
+func runHelpers(b *testing.B, ns *testNS, window time.Duration, start func(func(args ...string)), measure func() (sample, time.Duration, time.Duration)) phaseResult {
 	const warm, tail = 500 * time.Millisecond, 300 * time.Millisecond
 	var cmds []*exec.Cmd
 	launch := func(args ...string) {
@@ -330,15 +335,15 @@ func runHelpers(b *testing.B, ns *testNS, window time.Duration, start func(func(
 	}
 	start(launch)
 	time.Sleep(warm)
-	s0, c0 := measure()
+	s0, c0, w0 := measure()
 	time.Sleep(window)
-	s1, c1 := measure()
+	s1, c1, w1 := measure()
 	for _, c := range cmds {
 		if err := c.Wait(); err != nil {
 			b.Fatalf("helper: %v", err)
 		}
 	}
-	return phaseResult{d: s1.sub(s0), cpu: c1 - c0}
+	return phaseResult{d: s1.sub(s0), cpu: c1 - c0, wait: w1 - w0}
 }
 
 // TestHelperLoad is the sender/sink process of BenchmarkSideBySide; it does
@@ -420,12 +425,12 @@ func rawTUNWrite(b *testing.B, ns *testNS, window time.Duration, size int) phase
 		}
 	}()
 	time.Sleep(300 * time.Millisecond)
-	s0, c0 := sampleNS(b, ns, name), selfCPU()
+	s0, c0, w0 := sampleNS(b, ns, name), selfCPU(), runqWait(os.Getpid())
 	time.Sleep(window)
-	s1, c1 := sampleNS(b, ns, name), selfCPU()
+	s1, c1, w1 := sampleNS(b, ns, name), selfCPU(), runqWait(os.Getpid())
 	stop.Store(true)
 	<-done
-	return phaseResult{d: s1.sub(s0), cpu: c1 - c0}
+	return phaseResult{d: s1.sub(s0), cpu: c1 - c0, wait: w1 - w0}
 }
 
 func selfCPU() time.Duration {
@@ -444,6 +449,26 @@ func procCPU(b *testing.B, pid int) time.Duration {
 	ut, _ := strconv.ParseUint(f[11], 10, 64)
 	st, _ := strconv.ParseUint(f[12], 10, 64)
 	return time.Duration(ut+st) * 10 * time.Millisecond
+}
+
+// runqWait sums the time the threads of pid spent runnable but waiting for
+// a CPU (/proc/pid/task/*/schedstat, second field): high means the SUT was
+// starved by other load, not idle.
+func runqWait(pid int) time.Duration {
+	tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	var sum time.Duration
+	for _, t := range tasks {
+		data, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/schedstat", pid, t.Name()))
+		if err != nil {
+			continue
+		}
+		f := strings.Fields(string(data))
+		if len(f) >= 2 {
+			v, _ := strconv.ParseInt(f[1], 10, 64)
+			sum += time.Duration(v)
+		}
+	}
+	return sum
 }
 
 // pinAllThreads sets the CPU affinity of every thread of this process to

@@ -128,13 +128,14 @@ func (b *Breakout) listen() error {
 			if serr != nil {
 				return
 			}
-			// Large buffers absorb bursts between two recvmmsg calls;
-			// FORCE works as root, the plain one is the fallback.
-			if unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 4<<20) != nil {
-				_ = unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_RCVBUF, 4<<20)
+			// Buffers absorb bursts between two recvmmsg calls; FORCE
+			// works as root, the plain one is the fallback.
+			sz := b.cfg.SocketBuffer
+			if unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, sz) != nil {
+				_ = unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_RCVBUF, sz)
 			}
-			if unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, 4<<20) != nil {
-				_ = unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_SNDBUF, 4<<20)
+			if unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_SNDBUFFORCE, sz) != nil {
+				_ = unix.SetsockoptInt(s, unix.SOL_SOCKET, unix.SO_SNDBUF, sz)
 			}
 			// Outer packets larger than the path MTU are fragmented by the
 			// kernel rather than refused (TS 29.281 §4.4.2.0 leaves outer

@@ -3,8 +3,11 @@ package breakout
 import (
 	"bufio"
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
+	"os/exec"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -191,10 +194,59 @@ func TestEndToEnd(t *testing.T) {
 	}
 	mu.Unlock()
 
-	// MTU: the internet-facing link is narrower than the packets.
+	// Downlink MTU: a 1500-octet reply does not fit the TUN (MTU 1464 =
+	// 1500 - outer IPv4/UDP/GTP-U). DF clear: the node fragments it into the
+	// TUN, both fragments are tunnelled, the device reassembles. DF set: the
+	// node answers the server with ICMP "fragmentation needed" (mtu 1464).
+	bigReply := func(port int, pmtu int) {
+		srv := inet.listenUDP(t, fmt.Sprintf("198.51.100.1:%d", port))
+		rc, _ := srv.SyscallConn()
+		rc.Control(func(fd uintptr) { unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_MTU_DISCOVER, pmtu) })
+		go func() {
+			buf := make([]byte, 2048)
+			for {
+				_, from, err := srv.ReadFromUDPAddrPort(buf)
+				if err != nil {
+					return
+				}
+				srv.WriteToUDPAddrPort(make([]byte, 1472), from)
+			}
+		}()
+	}
+	bigReply(8, unix.IP_PMTUDISC_PROBE) // DF set, ignore the PMTU cache: always 1500 octets
+	bigReply(9, unix.IP_PMTUDISC_DONT)
+	t.Run("Downlink MTU/DF clear: fragmented into the TUN", func(t *testing.T) {
+		var c *net.UDPConn
+		dev.do(t, func() (err error) {
+			c, err = net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(netip.MustParseAddrPort("198.51.100.1:9")))
+			return err
+		})
+		defer c.Close()
+		c.Write([]byte("big please"))
+		buf := make([]byte, 2048)
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if n, err := c.Read(buf); err != nil || n != 1472 {
+			t.Fatalf("reply: %d octets, %v; want 1472", n, err)
+		}
+	})
+	t.Run("Downlink MTU/DF set: ICMP fragmentation needed to the server", func(t *testing.T) {
+		var c *net.UDPConn
+		dev.do(t, func() (err error) {
+			c, err = net.DialUDP("udp4", nil, net.UDPAddrFromAddrPort(netip.MustParseAddrPort("198.51.100.1:8")))
+			return err
+		})
+		defer c.Close()
+		c.Write([]byte("big please"))
+		waitFor(t, "the server to learn path MTU 1464 towards the NAT address", func() bool {
+			out, _ := exec.Command("ip", "-n", inet.name, "route", "get", "198.51.100.254").CombinedOutput()
+			return strings.Contains(string(out), "mtu 1464")
+		})
+	})
+
+	// Uplink MTU: the internet-facing link is narrower than the packets.
 	node.ip(t, "link", "set", "rdvbo-n1", "mtu", "1280")
 	inet.ip(t, "link", "set", "rdvbo-i0", "mtu", "1280")
-	t.Run("MTU/DF clear: fragmented", func(t *testing.T) {
+	t.Run("Uplink MTU/DF clear: fragmented", func(t *testing.T) {
 		c := dfSocket(t, dev, unix.IP_PMTUDISC_DONT)
 		if _, err := c.Write(make([]byte, 1372)); err != nil { // 1400-octet packet
 			t.Fatal(err)
@@ -205,7 +257,7 @@ func TestEndToEnd(t *testing.T) {
 			return len(bigUDP) > 0 && bigUDP[0] == 1372
 		})
 	})
-	t.Run("MTU/DF set: ICMP fragmentation needed to the UE", func(t *testing.T) {
+	t.Run("Uplink MTU/DF set: ICMP fragmentation needed to the UE", func(t *testing.T) {
 		c := dfSocket(t, dev, unix.IP_PMTUDISC_PROBE) // DF set, no local PMTU check
 		if _, err := c.Write(make([]byte, 1372)); err != nil {
 			t.Fatal(err)

@@ -166,6 +166,27 @@ func TestInnerAddrs(t *testing.T) {
 	}
 }
 
+func TestInnerAddrsIPv6(t *testing.T) {
+	p := make([]byte, 48)
+	p[0] = 0x60
+	p[5] = 8 // payload length
+	src, dst := netip.MustParseAddr("2001:db8:45::2"), netip.MustParseAddr("2001:db8:100::1")
+	s16, d16 := src.As16(), dst.As16()
+	copy(p[8:24], s16[:])
+	copy(p[24:40], d16[:])
+	gs, gd, ok := innerAddrs(p)
+	if !ok || gs != src || gd != dst {
+		t.Fatalf("got %v %v %v", gs, gd, ok)
+	}
+	if d, ok := innerDst(p); !ok || d != dst {
+		t.Fatalf("innerDst %v %v", d, ok)
+	}
+	p[5] = 9 // payload length past the end
+	if _, _, ok := innerAddrs(p); ok {
+		t.Fatal("accepted a truncated IPv6 packet")
+	}
+}
+
 func TestSockaddrRoundTrip(t *testing.T) {
 	for _, s := range []string{"127.0.30.1:2152", "[2001:db8::1]:2152"} {
 		ap := netip.MustParseAddrPort(s)

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -317,12 +318,17 @@ func TestSeveralNodesOneProcess(t *testing.T) {
 	requireRoot(t)
 	ns := newNS(t, "multi")
 	reg := prometheus.NewRegistry()
+	goroutines := runtime.NumGoroutine()
 	var nodes []*Breakout
 	for i, name := range []string{"jp1", "us1"} {
-		b, err := New(Config{
+		cfg := Config{
 			Name: name, Listen: netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 30, byte(10 + i)}), 2152), NetNS: ns.path(),
-			Workers: 1, Pools: []netip.Prefix{netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(50 + i), 0, 0}), 16)}, Registerer: reg,
-		})
+			Workers: 2, Pools: []netip.Prefix{netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(50 + i), 0, 0}), 16)}, Registerer: reg,
+		}
+		if i == 1 {
+			cfg.NATAddr = netip.MustParseAddr("192.0.2.1") // snat instead of masquerade
+		}
+		b, err := New(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -344,6 +350,13 @@ func TestSeveralNodesOneProcess(t *testing.T) {
 		}
 		waitFor(t, "uplink on "+b.cfg.Name, func() bool { c, _ := b.Counters(1); return c.PacketsUp == 1 })
 	}
+	// Close stops every goroutine the nodes started.
+	for _, b := range nodes {
+		if err := b.Close(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, "goroutines to end", func() bool { return runtime.NumGoroutine() <= goroutines })
 }
 
 // TestWithoutNetAdmin: without CAP_NET_ADMIN, New says what it needs. As

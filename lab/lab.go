@@ -8,14 +8,19 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/rendezvous-core/rendezvous/federation/config"
 	"github.com/rendezvous-core/rendezvous/federation/consensus"
 	"github.com/rendezvous-core/rendezvous/federation/membership"
+	"github.com/rendezvous-core/rendezvous/federation/membership/faultnet"
 	"github.com/rendezvous-core/rendezvous/federation/registry"
 	"github.com/rendezvous-core/rendezvous/region"
 	"github.com/rendezvous-core/rendezvous/topology"
@@ -63,9 +68,13 @@ type Lab struct {
 	token     string
 	kek       []byte
 	dsn       string
+	nodeDSN   string
 	subsFile  string
 	internet  *Internet
 	provision *registry.Store
+	bcfg      region.BreakoutConfig
+	faults    *faultnet.Network
+	regProxy  *tcpProxy
 
 	mu    sync.Mutex // guards nodes
 	nodes map[string]*region.Node
@@ -138,6 +147,30 @@ func Start(ctx context.Context, cfg Config) (_ *Lab, err error) {
 			bcfg.NATInterface = in.HostIface
 		}
 	}
+	l.bcfg = bcfg
+	if strings.HasPrefix(l.dsn, "postgres://") || strings.HasPrefix(l.dsn, "postgresql://") {
+		// The nodes reach PostgreSQL through a proxy the drills can cut.
+		u, err := url.Parse(l.dsn)
+		if err != nil {
+			return nil, fmt.Errorf("lab: registry DSN: %w", err)
+		}
+		target := u.Host
+		if u.Port() == "" {
+			target = net.JoinHostPort(u.Hostname(), "5432")
+		}
+		p, err := newTCPProxy(netip.MustParseAddrPort("127.0.7.1:0"), target)
+		if err != nil {
+			return nil, fmt.Errorf("lab: registry proxy: %w", err)
+		}
+		l.regProxy = p
+		u.Host = p.Addr().String()
+		l.nodeDSN = u.String()
+	} else {
+		l.nodeDSN = l.dsn
+	}
+	// Drills cut gossip and raft links through a fault network (tc netem
+	// is not available; federation/membership/faultnet).
+	l.faults = faultnet.New(uint64(time.Now().UnixNano()))
 	for _, n := range l.fed.Deployment.Nodes {
 		l.log.Info("starting node", "node", n.Name, "region", n.Region, "role", n.Role)
 		if err := l.StartNode(ctx, n.Name, bcfg); err != nil {
@@ -188,11 +221,12 @@ func (l *Lab) StartNode(ctx context.Context, name string, bcfg region.BreakoutCo
 		Federation:    l.fed,
 		Node:          name,
 		StateDir:      filepath.Join(l.cfg.StateDir, name),
-		RegistryDSN:   l.dsn,
+		RegistryDSN:   l.nodeDSN,
 		KEK:           l.kek,
 		KEKID:         "lab",
 		APIToken:      l.token,
 		Breakout:      bcfg,
+		Faults:        l.faults,
 		GossipProfile: l.cfg.GossipProfile,
 		RaftTiming:    l.cfg.RaftTiming,
 		Policy:        l.cfg.Policy,
@@ -297,6 +331,9 @@ func (l *Lab) Close() error {
 		l.mu.Unlock()
 		if l.internet != nil {
 			errs = append(errs, l.internet.Close())
+		}
+		if l.regProxy != nil {
+			errs = append(errs, l.regProxy.Close())
 		}
 		l.closeErr = errors.Join(errs...)
 	})

@@ -20,6 +20,8 @@ type Report struct {
 	// Devices is the visited network's report (per region, per country,
 	// per device).
 	Devices roamsim.Report `json:"devices"`
+	// Drill is the drill's report, when one ran.
+	Drill *DrillReport `json:"drill,omitempty"`
 	// Summary is a Markdown summary of the run.
 	Summary string `json:"summary_markdown"`
 }
@@ -48,5 +50,33 @@ func (r Report) Markdown() string {
 	for _, n := range a.NotNearest {
 		fmt.Fprintf(&b, "- not at nearest: %s\n", n)
 	}
+	if r.Drill != nil {
+		b.WriteString(r.Drill.Markdown())
+	}
 	return b.String()
+}
+
+// Markdown renders the drill's results as a table.
+func (d DrillReport) Markdown() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "\n## Drill: %s\n\n", d.Spec)
+	b.WriteString("| step | detected ms | decided ms | devices affected | recovery p50 / p95 / max ms | not recovered | attaches failed | sessions lost elsewhere | note |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|\n")
+	for _, s := range d.Steps {
+		note := s.Note
+		if s.MinorityDecided {
+			note = strings.TrimSpace(note + " MINORITY DECIDED")
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %d | %.0f / %.0f / %.0f | %d | %d | %d | %s |\n", s.Step, msOrDash(s.DetectedMS), msOrDash(s.DecidedMS),
+			s.Affected, s.Recovery.P50, s.Recovery.P95, s.Recovery.Max, s.NotRecovered, s.AttachesFailed, s.SessionsLostElsewhere, note)
+	}
+	fmt.Fprintf(&b, "\nDevices not at their nearest healthy region afterwards: %d.\n", d.NotNearestAfter)
+	return b.String()
+}
+
+func msOrDash(v float64) string {
+	if v < 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.0f", v)
 }

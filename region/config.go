@@ -10,6 +10,7 @@ import (
 	"github.com/rendezvous-core/rendezvous/federation/config"
 	"github.com/rendezvous-core/rendezvous/federation/consensus"
 	"github.com/rendezvous-core/rendezvous/federation/membership"
+	"github.com/rendezvous-core/rendezvous/federation/membership/faultnet"
 )
 
 // Config configures one node. New validates it once.
@@ -39,6 +40,10 @@ type Config struct {
 	GossipKey []byte
 	// GossipProfile is the memberlist timing; zero → the WAN profile.
 	GossipProfile membership.Profile
+	// Faults, when set, carries the node's gossip and raft traffic through
+	// a fault-injecting network (partitions, loss) — for drills and tests
+	// on one machine, where tc netem is not available.
+	Faults *faultnet.Network
 	// RaftTiming is the raft timing; zero → the WAN preset.
 	RaftTiming consensus.Timing
 	// Policy tunes the leader's failover policy (confirmation and healthy

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -182,6 +183,9 @@ func (n *Node) startFederation(reg prometheus.Registerer) error {
 		Logger:       n.cfg.Logger,
 		Registerer:   reg,
 	}
+	if n.cfg.Faults != nil {
+		mcfg.WrapTransport = n.cfg.Faults.Memberlist(n.self.Gossip.Addr())
+	}
 	if n.store != nil {
 		store := n.store
 		mcfg.OnInvalidation = func(inv membership.Invalidation) { store.Invalidate(inv.IMSI, inv.Revision) }
@@ -198,18 +202,25 @@ func (n *Node) startFederation(reg prometheus.Registerer) error {
 		regions = append(regions, s.Region)
 	}
 	servers, voter := raftServers(dep.Nodes, n.self.Name)
+	var stream raft.StreamLayer
+	if n.cfg.Faults != nil {
+		if stream, err = n.cfg.Faults.Listen(n.self.Raft.Addr(), int(n.self.Raft.Port())); err != nil {
+			return fmt.Errorf("region: raft listener: %w", err)
+		}
+	}
 	c, err := consensus.New(consensus.Config{
-		ID:         n.self.Name,
-		Regions:    regions,
-		BindAddr:   n.self.Raft.String(),
-		DataDir:    filepath.Join(n.cfg.StateDir, "raft"),
-		Servers:    servers,
-		Bootstrap:  voter,
-		View:       m,
-		Timing:     n.cfg.RaftTiming,
-		Policy:     n.cfg.Policy,
-		Logger:     n.cfg.Logger,
-		Registerer: reg,
+		StreamLayer: stream,
+		ID:          n.self.Name,
+		Regions:     regions,
+		BindAddr:    n.self.Raft.String(),
+		DataDir:     filepath.Join(n.cfg.StateDir, "raft"),
+		Servers:     servers,
+		Bootstrap:   voter,
+		View:        m,
+		Timing:      n.cfg.RaftTiming,
+		Policy:      n.cfg.Policy,
+		Logger:      n.cfg.Logger,
+		Registerer:  reg,
 	})
 	if err != nil {
 		return fmt.Errorf("region: %w", err)
@@ -551,4 +562,9 @@ func (n *Node) Rehoming() opapi.Rehoming {
 		return opapi.Rehoming{}
 	}
 	return n.rehomer.Progress()
+}
+
+// Member returns another node as this node's gossip sees it.
+func (n *Node) Member(name string) (membership.Member, bool) {
+	return n.members.Member(name)
 }

@@ -28,12 +28,22 @@ func (s *committedSteerer) Steer(_ context.Context, imsi topology.IMSI, sub regi
 		static[i] = steering.Candidate{Region: e.Region, RTT: e.RTT}
 	}
 	tbl := s.cons.Table()
+	// A device whose nearest region failed goes to *its own* next-nearest
+	// healthy region (DESIGN.md §2), not to the failed region's failover
+	// order: the ranking is as deterministic as the committed order (a pure
+	// function of topology and the committed RTT matrix), and nearer for
+	// the device. The committed FailoverTo stays in the table for operators.
+	st := tbl.Steering()
+	for r, row := range st {
+		row.FailoverTo = nil
+		st[r] = row
+	}
 	d := steering.Decide(steering.Input{
 		IMSI:      imsi,
 		Visited:   visited,
 		APN:       strings.ToLower(apn),
 		Static:    static,
-		Table:     tbl.Steering(),
+		Table:     st,
 		Measured:  tbl.Matrix(),
 		Estimated: estimatedMatrix(),
 		Policy: steering.Policy{

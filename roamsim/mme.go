@@ -109,19 +109,24 @@ func newMME(name, originHost, originRealm, destRealm string, peers []string, fir
 // run keeps a connection up until ctx ends; it owns the connection and the
 // DWR loop and closes the connection before returning.
 func (m *mme) run(ctx context.Context) {
-	backoff := 100 * time.Millisecond
+	backoff, streak := 100*time.Millisecond, 0
 	for i := 0; ctx.Err() == nil; i++ {
 		peer := m.peers[(m.first+i)%len(m.peers)]
 		c, st, err := m.dial(ctx, peer)
 		if err != nil {
-			m.log.Warn("roamsim: mme dial", "mme", m.originHost, "peer", peer, "err", err)
+			streak++
+			lvl := slog.LevelDebug
+			if streak == 1 || streak%20 == 0 {
+				lvl = slog.LevelWarn
+			}
+			m.log.Log(ctx, lvl, "roamsim: mme dial", "mme", m.originHost, "peer", peer, "failures", streak, "err", err)
 			if !sleepCtx(ctx, backoff) {
 				return
 			}
 			backoff = min(backoff*2, 5*time.Second)
 			continue
 		}
-		backoff = 100 * time.Millisecond
+		backoff, streak = 100*time.Millisecond, 0
 		m.connects.Add(1)
 		m.log.Info("roamsim: mme connected", "mme", m.originHost, "peer", peer)
 		m.serve(ctx, c, st)
@@ -152,6 +157,7 @@ func (m *mme) dial(ctx context.Context, peer string) (diam.Conn, *sm.StateMachin
 	st.HandleIdx(diam.CommandIndex{AppID: appS6a, Code: diam.InsertSubscriberData, Request: true}, diam.HandlerFunc(m.handleIDR))
 	st.HandleIdx(diam.CommandIndex{AppID: appS6a, Code: diam.DeleteSubscriberData, Request: true}, diam.HandlerFunc(m.handleDSR))
 	st.HandleIdx(diam.CommandIndex{AppID: 0, Code: diam.DisconnectPeer, Request: true}, diam.HandlerFunc(m.handleDPR))
+	st.HandleFunc("ALL", m.handleOther)
 	cli := &sm.Client{
 		Dict:               dict.Default,
 		Handler:            st,
@@ -286,9 +292,7 @@ func (m *mme) newRequest(cmd uint32, imsi string) (*diam.Message, error) {
 	r := diam.NewMessage(cmd, diam.RequestFlag|diam.ProxiableFlag, appS6a, id, id, dict.Default)
 	sid := fmt.Sprintf("%s;%d;%d", m.originHost, time.Now().Unix(), m.sid.Add(1))
 	r.NewAVP(avp.SessionID, avp.Mbit, 0, datatype.UTF8String(sid))
-	r.NewAVP(avp.VendorSpecificApplicationID, avp.Mbit, 0, &diam.GroupedAVP{AVP: []*diam.AVP{
-		diam.NewAVP(avp.VendorID, avp.Mbit, 0, datatype.Unsigned32(vendor3GPP)),
-		diam.NewAVP(avp.AuthApplicationID, avp.Mbit, 0, datatype.Unsigned32(appS6a))}})
+	r.AddAVP(vsai())
 	r.NewAVP(avp.AuthSessionState, avp.Mbit, 0, datatype.Enumerated(1))
 	r.NewAVP(avp.OriginHost, avp.Mbit, 0, datatype.DiameterIdentity(m.originHost))
 	r.NewAVP(avp.OriginRealm, avp.Mbit, 0, datatype.DiameterIdentity(m.originRealm))
@@ -461,6 +465,13 @@ func parseSubscription(cmd string, avps []*diam.AVP, apn string) (ULAInfo, error
 	return info, nil
 }
 
+// vsai is Vendor-Specific-Application-Id {3GPP, S6a}.
+func vsai() *diam.AVP {
+	return diam.NewAVP(avp.VendorSpecificApplicationID, avp.Mbit, 0, &diam.GroupedAVP{AVP: []*diam.AVP{
+		diam.NewAVP(avp.VendorID, avp.Mbit, 0, datatype.Unsigned32(vendor3GPP)),
+		diam.NewAVP(avp.AuthApplicationID, avp.Mbit, 0, datatype.Unsigned32(appS6a))}})
+}
+
 func (m *mme) answer(c diam.Conn, req *diam.Message, code uint32) *diam.Message {
 	a := req.Answer(0)
 	if sid := first(req.AVP, avp.SessionID); sid != nil {
@@ -478,9 +489,7 @@ func (m *mme) handleCLR(c diam.Conn, req *diam.Message) {
 	ct, _ := u32(first(req.AVP, avp.CancellationType))
 	flags, _ := u32(first(req.AVP, avp.CLRFlags))
 	a := m.answer(c, req, diam.Success)
-	a.NewAVP(avp.VendorSpecificApplicationID, avp.Mbit, 0, &diam.GroupedAVP{AVP: []*diam.AVP{
-		diam.NewAVP(avp.VendorID, avp.Mbit, 0, datatype.Unsigned32(vendor3GPP)),
-		diam.NewAVP(avp.AuthApplicationID, avp.Mbit, 0, datatype.Unsigned32(appS6a))}})
+	a.AddAVP(vsai())
 	if _, err := a.WriteTo(c); err != nil {
 		m.log.Warn("roamsim: write CLA", "mme", m.originHost, "err", err)
 	}
@@ -492,6 +501,7 @@ func (m *mme) handleCLR(c diam.Conn, req *diam.Message) {
 func (m *mme) handleIDR(c diam.Conn, req *diam.Message) {
 	imsi := str(first(req.AVP, avp.UserName))
 	a := m.answer(c, req, diam.Success)
+	a.AddAVP(vsai())
 	if _, err := a.WriteTo(c); err != nil {
 		m.log.Warn("roamsim: write IDA", "mme", m.originHost, "err", err)
 	}
@@ -505,9 +515,23 @@ func (m *mme) handleIDR(c diam.Conn, req *diam.Message) {
 }
 
 func (m *mme) handleDSR(c diam.Conn, req *diam.Message) {
-	if _, err := m.answer(c, req, diam.Success).WriteTo(c); err != nil {
+	a := m.answer(c, req, diam.Success)
+	a.AddAVP(vsai())
+	if _, err := a.WriteTo(c); err != nil {
 		m.log.Warn("roamsim: write DSA", "mme", m.originHost, "err", err)
 	}
+}
+
+// handleOther answers requests we do not implement (RSR, NOR …) with 3001
+// DIAMETER_COMMAND_UNSUPPORTED and the E bit (RFC 6733 §7.1.3); other
+// answers are late or unknown and dropped.
+func (m *mme) handleOther(c diam.Conn, req *diam.Message) {
+	if req.Header.CommandFlags&diam.RequestFlag == 0 {
+		return
+	}
+	a := m.answer(c, req, 3001)
+	a.Header.CommandFlags |= diam.ErrorFlag
+	a.WriteTo(c)
 }
 
 func (m *mme) handleDPR(c diam.Conn, req *diam.Message) {

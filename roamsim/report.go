@@ -52,6 +52,8 @@ type DeviceReport struct {
 	Country string            `json:"country"`
 	Visited string            `json:"visited_plmn"`
 	RAT     RAT               `json:"rat"`
+	MME     string            `json:"mme,omitempty"` // Origin-Host of the serving MME
+	Home    topology.RegionID `json:"home_region,omitempty"`
 	State   string            `json:"state"`
 	Region  topology.RegionID `json:"region,omitempty"`
 	PGW     string            `json:"pgw,omitempty"`
@@ -105,7 +107,10 @@ func (s *Sim) deviceReport(d *devState) DeviceReport {
 	defer d.mu.Unlock()
 	r := DeviceReport{IMSI: d.dev.IMSI, Country: d.country, Visited: d.dev.Visited.String(), RAT: d.dev.RAT,
 		State: d.ph.String(), Region: d.region, PGWHost: d.pgwHost, Attaches: d.attaches,
-		Reattaches: d.reattaches, Cancels: d.cancels, FailureCount: d.failCount}
+		Reattaches: d.reattaches, Cancels: d.cancels, FailureCount: d.failCount, Home: d.dev.HomeRegion}
+	if d.mme != nil {
+		r.MME = d.mme.originHost
+	}
 	if d.hasSess {
 		r.State = phAttached.String()
 	}

@@ -64,6 +64,9 @@ func (nopMMEHandler) insertSubscriberData(*mme, string, netip.Addr) {}
 // not have: the USIM must reject it (MAC failure). ULR is answered 2001
 // but without MIP6-Agent-Info, so no PGW is named.
 func TestExampleS6aServer(t *testing.T) {
+	if testing.Short() {
+		t.Skip("interop with an external peer; skipped in -short")
+	}
 	const addr = "127.0.50.50:3868"
 	startExampleS6aServer(t, addr)
 	dev := testDevices(t, 1)[0]

@@ -315,3 +315,7 @@ func TestProbeChecksumsAndParse(t *testing.T) {
 }
 
 func mustAddr(s string) netip.Addr { return netip.MustParseAddr(s) }
+
+type netipAddr = netip.Addr
+
+func mustAddrPort(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }

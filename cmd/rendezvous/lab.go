@@ -23,6 +23,7 @@ import (
 
 type labFlags struct {
 	registry, subscribers, stateDir, report string
+	drill                                   string
 	generate, devices                       int
 	duration, statusEvery                   time.Duration
 	logLevel                                string
@@ -56,6 +57,7 @@ lab's API through the state file it writes.`,
 	fl.StringVar(&f.report, "report", "", "write a JSON report to this file at exit")
 	fl.DurationVar(&f.duration, "duration", 0, "stop after this long (default: run until SIGINT/SIGTERM)")
 	fl.DurationVar(&f.statusEvery, "status-every", 2*time.Second, "status table refresh interval")
+	fl.StringVar(&f.drill, "drill", "", `drill steps, e.g. "kill DE at 10s; restore DE at 60s" (kill|restore|partition|pause REGION, registry-down; "at D [for D]")`)
 	fl.Float64Var(&f.rehomeRate, "rehome-rate", 20, "devices per second each node moves off a failed region")
 	fl.StringVar(&f.logLevel, "log-level", "warn", "node log level: debug, info, warn or error")
 	return cmd
@@ -65,6 +67,12 @@ func runLab(ctx context.Context, f *labFlags, out io.Writer) error {
 	log, err := newLogger(f.logLevel)
 	if err != nil {
 		return usageError{err}
+	}
+	var steps []lab.Step
+	if f.drill != "" {
+		if steps, err = lab.ParseDrill(f.drill); err != nil {
+			return usageError{err}
+		}
 	}
 	if os.Geteuid() != 0 {
 		return errors.New("lab: the breakouts need root or CAP_NET_ADMIN (TUN devices, routes, nftables NAT) and the " +
@@ -124,7 +132,8 @@ func runLab(ctx context.Context, f *labFlags, out io.Writer) error {
 		say("operator API on %s (rdvctl status finds it through %s)", l.Nodes()[0].APIAddr(), labFile)
 	}
 
-	devices, err := l.StartDevices(ctx, lab.DevicesConfig{Max: f.devices, Mode: roamsim.Continuous, Logger: log})
+	rec := lab.NewRecorder()
+	devices, err := l.StartDevices(ctx, lab.DevicesConfig{Max: f.devices, Mode: roamsim.Continuous, OnEvent: rec.OnEvent, Logger: log})
 	if err != nil {
 		return err
 	}
@@ -135,6 +144,25 @@ func runLab(ctx context.Context, f *labFlags, out io.Writer) error {
 	var prev *lab.Snapshot
 	tick := time.NewTicker(f.statusEvery)
 	defer tick.Stop()
+	drillDone := make(chan lab.DrillReport, 1)
+	if len(steps) > 0 {
+		go func() {
+			// Steps count from when the devices are attached.
+			for ctx.Err() == nil {
+				s := devices.Snapshot().Totals
+				if s.Devices > 0 && s.Attached == s.Devices {
+					break
+				}
+				time.Sleep(200 * time.Millisecond)
+			}
+			say("drill starts: %s", f.drill)
+			rep, err := l.RunDrill(ctx, steps, rec, 30*time.Second)
+			if err != nil && ctx.Err() == nil {
+				say("drill: %v", err)
+			}
+			drillDone <- rep
+		}()
+	}
 	for {
 		snap := l.Snapshot(prev)
 		prev = &snap
@@ -149,6 +177,13 @@ func runLab(ctx context.Context, f *labFlags, out io.Writer) error {
 		}
 		report.Final = snap
 		select {
+		case d := <-drillDone:
+			report.Drill = &d
+			say("drill finished")
+			fmt.Fprint(os.Stderr, d.Markdown())
+			if f.duration == 0 {
+				stop() // a drill run ends when the drill does, unless --duration says otherwise
+			}
 		case <-ctx.Done():
 			final, derr := devices.Stop()
 			if derr != nil {

@@ -77,7 +77,14 @@ type options struct {
 	logLevel             string
 	listCountries        bool
 	includeDevicesInJSON bool
+	reportFile           string
+	skip                 int
+	minAttached          float64
 }
+
+// exitBelowMin is the exit code when fewer devices than --min-attached
+// ever attached.
+const exitBelowMin = 3
 
 func main() {
 	// go-gtp's package-global loggers: only the command may touch them.
@@ -88,6 +95,9 @@ func main() {
 		var ue usageError
 		if errors.As(err, &ue) {
 			os.Exit(exitUsage)
+		}
+		if errors.Is(err, errBelowMin) {
+			os.Exit(exitBelowMin)
 		}
 		os.Exit(1)
 	}
@@ -134,6 +144,7 @@ prints a status line every --status-every, then detaches and reports.`,
 	f.IntVar(&o.n3, "n3", 2, "GTP-C retransmissions N3")
 	f.StringVar(&o.subscribers, "subscribers", "", "subscriber CSV (imsi,msisdn,ki,opc,amf,apn,home_region); default: generate -n")
 	f.IntVarP(&o.n, "devices", "n", 100, "devices to generate (without --subscribers); with --subscribers: at most this many (0 = all)")
+	f.IntVar(&o.skip, "skip", 0, "skip the first N subscribers of --subscribers (e.g. those the lab's own devices use)")
 	f.StringVar(&o.imsiPrefix, "imsi-prefix", "00101", "IMSI prefix of generated devices")
 	f.StringVar(&o.msisdnPrefix, "msisdn-prefix", "4470", "MSISDN prefix of generated devices")
 	f.StringVar(&o.ki, "ki", "465b5ce8b199b49faa5f0a2ee238a6bc", "Ki of generated devices (hex)")
@@ -157,6 +168,8 @@ prints a status line every --status-every, then detaches and reports.`,
 	f.StringVarP(&o.output, "output", "o", "table", "report format: table or json")
 	f.BoolVar(&o.includeDevicesInJSON, "devices-json", true, "include the per-device list in -o json")
 	f.StringVar(&o.logLevel, "log-level", "warn", "debug, info, warn or error")
+	f.StringVar(&o.reportFile, "report", "", "also write the JSON report (with devices) to this file")
+	f.Float64Var(&o.minAttached, "min-attached", 0, "exit 3 if fewer than this fraction of devices ever attached (0..1)")
 	return cmd
 }
 
@@ -216,6 +229,9 @@ func buildConfig(o options, log *slog.Logger) (roamsim.Config, error) {
 		f.Close()
 		if err != nil {
 			return cfg, usageError{err}
+		}
+		if o.skip > 0 {
+			devs = devs[min(o.skip, len(devs)):]
 		}
 		if o.n > 0 && o.n < len(devs) {
 			devs = devs[:o.n]
@@ -349,16 +365,36 @@ func run(ctx context.Context, stdout, stderr io.Writer, o options) error {
 	if err != nil {
 		return err
 	}
+	if o.reportFile != "" {
+		b, err := json.MarshalIndent(rep, "", "  ")
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(o.reportFile, append(b, '\n'), 0o644); err != nil {
+			return err
+		}
+	}
+	devices := rep.Devices
 	if o.output == "json" {
 		if !o.includeDevicesInJSON {
 			rep.Devices = nil
 		}
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
-		return enc.Encode(rep)
+		err = enc.Encode(rep)
+	} else {
+		err = rep.WriteTable(stdout)
 	}
-	return rep.WriteTable(stdout)
+	if err != nil {
+		return err
+	}
+	if n := len(devices); n > 0 && float64(rep.Totals.EverOK) < o.minAttached*float64(n) {
+		return fmt.Errorf("%w: %d of %d devices attached, want at least %.0f%%", errBelowMin, rep.Totals.EverOK, n, o.minAttached*100)
+	}
+	return nil
 }
+
+var errBelowMin = errors.New("too few devices attached")
 
 func printStatus(w io.Writer, r roamsim.Report) {
 	var b strings.Builder

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
-	wal "github.com/hashicorp/raft-wal"
 
 	"github.com/rendezvous-core/rendezvous/federation/membership"
 	"github.com/rendezvous-core/rendezvous/federation/steering"
@@ -28,7 +27,7 @@ type Node struct {
 	log    *slog.Logger
 	raft   *raft.Raft
 	trans  *raft.NetworkTransport
-	wal    *wal.WAL // nil in memory
+	wal    *walStore // nil in memory
 	fsm    *fsm
 	policy *Policy // owned by run()
 	notify chan bool

@@ -301,7 +301,10 @@ func (imp *importer) done(imsi topology.IMSI, rev int64) {
 	}
 }
 
-var csvColumns = map[string]bool{"imsi": true, "msisdn": false, "ki": true, "opc": true, "amf": false, "apn": false, "home_region": true}
+// csvColumns lists the CSV columns and whether each is required.
+func csvColumns() map[string]bool {
+	return map[string]bool{"imsi": true, "msisdn": false, "ki": true, "opc": true, "amf": false, "apn": false, "home_region": true}
+}
 
 func (imp *importer) csv(ctx context.Context, r io.Reader) error {
 	cr := csv.NewReader(r)
@@ -314,10 +317,11 @@ func (imp *importer) csv(ctx context.Context, r io.Reader) error {
 	if err != nil {
 		return fmt.Errorf("header: %w", err)
 	}
+	columns := csvColumns()
 	col := map[string]int{}
 	for i, h := range header {
 		h = strings.ToLower(strings.TrimSpace(strings.TrimPrefix(h, "\ufeff")))
-		if _, ok := csvColumns[h]; !ok {
+		if _, ok := columns[h]; !ok {
 			return fmt.Errorf("header: unknown column %q: %w", h, ErrInvalid)
 		}
 		if _, dup := col[h]; dup {
@@ -325,7 +329,7 @@ func (imp *importer) csv(ctx context.Context, r io.Reader) error {
 		}
 		col[h] = i
 	}
-	for c, required := range csvColumns {
+	for c, required := range columns {
 		if _, ok := col[c]; required && !ok {
 			return fmt.Errorf("header: no %q column: %w", c, ErrInvalid)
 		}

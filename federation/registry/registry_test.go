@@ -43,6 +43,9 @@ func TestProvisionReadUpdateDelete(t *testing.T) {
 		if err != nil || a.Ki != auth.Ki || a.OPc != auth.OPc || a.AMF != auth.AMF {
 			t.Fatalf("AuthData: keys differ (err %v)", err)
 		}
+		if ls, la, err := s.Lookup(ctx, sub.IMSI); err != nil || la != a || !reflect.DeepEqual(ls, got) {
+			t.Fatalf("Lookup differs from Subscriber+AuthData (err %v)", err)
+		}
 
 		upd := got
 		upd.APNs = append(upd.APNs, APN{Name: "iot"})

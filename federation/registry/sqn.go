@@ -188,6 +188,9 @@ func (s *Store) Resync(ctx context.Context, imsi topology.IMSI, region topology.
 	if _, ok := s.cfg.INDSlices[region]; !ok {
 		return fmt.Errorf("registry: resync %s: region %q has no IND slice: %w", imsi, region, ErrInvalid)
 	}
+	if _, err := topology.ParseIMSI(string(imsi)); err != nil {
+		return fmt.Errorf("registry: resync: %w: %w", ErrInvalid, err)
+	}
 	if sqnMS >= 1<<48 {
 		return fmt.Errorf("registry: resync %s: SQN_MS %#x is not 48 bits: %w", imsi, sqnMS, ErrInvalid)
 	}

@@ -387,6 +387,12 @@ func (s *Store) AuthData(ctx context.Context, imsi topology.IMSI) (AuthData, err
 	return a, err
 }
 
+// Lookup returns the profile and the keys of imsi in one cache lookup (the
+// HSS's Authentication-Information path: status check, then vectors).
+func (s *Store) Lookup(ctx context.Context, imsi topology.IMSI) (Subscriber, AuthData, error) {
+	return s.lookup(ctx, imsi)
+}
+
 func (s *Store) lookup(ctx context.Context, imsi topology.IMSI) (Subscriber, AuthData, error) {
 	now := s.cfg.Clock()
 	var staleSub Subscriber

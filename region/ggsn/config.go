@@ -43,7 +43,7 @@ type Config struct {
 	// DeleteSessions call. Default 64.
 	DeleteConcurrency int
 	// OnPeerRestart, if set, is told which sessions were removed because
-	// their SGSN restarted (TS 23.007 §18).
+	// their SGSN restarted (TS 23.007).
 	OnPeerRestart func(ev gtpc.PeerRestart, removed []session.Session)
 	// Logger, default slog.Default().
 	Logger *slog.Logger

@@ -60,7 +60,7 @@ func (g *GGSN) HandleRequest(r *gtpc.Request) (gtpc.Message, error) {
 		}
 	}
 	if err != nil {
-		// TS 29.060 §11.1.3/§11.1.6: a request that cannot be decoded is
+		// TS 29.060 §11.1: a request that cannot be decoded is
 		// answered with "Invalid message format" (193) where possible.
 		g.m.malformed.Inc()
 		return g.reject(r.Header.Type, 0, uint16(r.Header.Seq), gtpv1.ResCauseInvalidMessageFormat), nil
@@ -355,7 +355,7 @@ func (g *GGSN) deletePDP(r *gtpc.Request, m *message.DeletePDPContextRequest) gt
 }
 
 // PeerRestarted implements gtpc.Handler: the contexts of a restarted SGSN
-// are removed without signalling (TS 23.007 §18).
+// are removed without signalling (TS 23.007).
 func (g *GGSN) PeerRestarted(ev gtpc.PeerRestart) int {
 	removed := g.tab.RemoveIf(func(s *session.Session) bool {
 		return s.Kind == session.KindGGSN && s.PeerC.Addr() == ev.Peer

@@ -259,3 +259,28 @@ func TestGGSNInitiatedDelete(t *testing.T) {
 		t.Errorf("DeletePDPContexts = %+v, %v; %d left", res, err, h.tab.Len())
 	}
 }
+
+// TestSGSNRestartRemovesItsContexts: a Create PDP Context with a new
+// Recovery value from the same SGSN removes its old contexts first
+// (TS 23.007).
+func TestSGSNRestartRemovesItsContexts(t *testing.T) {
+	h := newHarness(t)
+	for i, imsi := range []string{"901700000000001", "901700000000002"} {
+		r := h.roundTrip(t, h.cpdp(imsi, "internet", uint32(0x100*(i+1))))
+		if causeOf(t, r.(*message.CreatePDPContextResponse).Cause) != gtpv1.ResCauseRequestAccepted {
+			t.Fatal("create failed")
+		}
+	}
+	h.seq++
+	b, _ := message.Marshal(message.NewCreatePDPContextRequest(0, h.seq,
+		ie.NewIMSI("901700000000003"), ie.NewRecovery(4), ie.NewTEIDDataI(0x901), ie.NewTEIDCPlane(0x900),
+		ie.NewNSAPI(5), ie.NewAccessPointName("internet"),
+		ie.NewGSNAddress(h.sgsnA.String()), ie.NewGSNAddress(h.sgsnA.String()), ie.NewQoSProfile([]byte{0x0b, 0x92, 0x1f})))
+	r := h.roundTrip(t, b).(*message.CreatePDPContextResponse)
+	if causeOf(t, r.Cause) != gtpv1.ResCauseRequestAccepted || h.tab.Len() != 1 {
+		t.Errorf("after the SGSN restart: cause %d, %d contexts (want 1)", causeOf(t, r.Cause), h.tab.Len())
+	}
+	if _, ok := h.tab.ByBearer(session.KindGGSN, "901700000000003", 5); !ok {
+		t.Error("the new context is missing")
+	}
+}

@@ -22,9 +22,11 @@ type Config struct {
 	// Required.
 	Addrs []netip.AddrPort
 	// StateDir holds the restart counter file, incremented on each New
-	// (TS 23.007 §16.1.1). Required.
+	// (TS 23.007). Required.
 	StateDir string
-	// Workers is the number of request workers. Default 2×GOMAXPROCS, max 256.
+	// Workers is the number of request workers. Handlers block on the
+	// registry (a subscriber lookup per Create), so the default is generous:
+	// 64 (or 8×GOMAXPROCS if more); max 1024.
 	Workers int
 	// QueueLen bounds the requests waiting for a worker, in total; further
 	// datagrams are dropped and counted (the peer retransmits). Default 8192.
@@ -56,7 +58,7 @@ type Config struct {
 	// It runs on an endpoint goroutine and must not block for long.
 	OnPeerRestart func(PeerRestart)
 	// OnPathFailure, if set, is called when a peer left N3 Echo Requests
-	// unanswered (TS 29.274 §7.6, TS 23.007 §20).
+	// unanswered (TS 29.274 §7.6, TS 23.007).
 	OnPathFailure func(v Version, peer netip.Addr)
 	// Now is the clock for cache expiry and path tracking. Default time.Now.
 	Now func() time.Time
@@ -88,10 +90,10 @@ func (c *Config) validate() error {
 		return errors.New("gtpc: config: StateDir is required (restart counter)")
 	}
 	if c.Workers <= 0 {
-		c.Workers = 2 * runtime.GOMAXPROCS(0)
+		c.Workers = max(64, 8*runtime.GOMAXPROCS(0))
 	}
-	if c.Workers > 256 {
-		c.Workers = 256
+	if c.Workers > 1024 {
+		c.Workers = 1024
 	}
 	if c.QueueLen <= 0 {
 		c.QueueLen = 8192
@@ -139,7 +141,7 @@ func (c *Config) validate() error {
 }
 
 // PeerRestart reports a peer whose Recovery (restart counter) changed
-// (TS 23.007 §18 for GTPv1, §16.1.1 / TS 29.274 §7.1.1 for GTPv2).
+// (TS 23.007; TS 29.060 §7.7.11, TS 29.274 §7.1.1).
 type PeerRestart struct {
 	Version  Version
 	Peer     netip.Addr

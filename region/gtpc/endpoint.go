@@ -25,7 +25,7 @@ type Request struct {
 	// Raw is the message (Header.Len octets). It is owned by the endpoint
 	// and valid only during HandleRequest.
 	Raw []byte
-	// Peer is the UDP source: the response goes there (TS 29.274 §4.2.2,
+	// Peer is the UDP source: the response goes there (TS 29.274 §4.2,
 	// TS 29.060 §7.1).
 	Peer netip.AddrPort
 	// Local is our address the request arrived on; F-TEIDs and GSN Address
@@ -285,6 +285,12 @@ func (e *Endpoint) receive(s *socket, from netip.AddrPort, b []byte) {
 	h, err := ParseHeader(b)
 	if err != nil {
 		e.m.malformed.Inc()
+		if len(b) >= 8 && b[0]>>5 > 2 {
+			// TS 29.274 §7.7.2: a version we do not speak gets a Version
+			// Not Supported Indication with the highest we do (2), the
+			// sequence number read where GTPv2 keeps it.
+			e.write(s, from, []byte{0x40, msgVersionUnsupported, 0, 4, b[4], b[5], b[6], 0})
+		}
 		return
 	}
 	e.m.received.WithLabelValues(h.Version.String()).Inc()

@@ -404,17 +404,23 @@ func TestMalformedAndPanicsDoNotDisturb(t *testing.T) {
 	for _, b := range bad {
 		c.send(b)
 	}
-	// A well-formed request still gets its answer (after the one to the
-	// empty CSR, which the test handler answers too).
+	// A well-formed request still gets its answer (after those to the
+	// empty CSR, which the test handler answers, and to version 3).
 	c.send(dsr(0x01000001, 500, 0))
+	vnsi := false
 	for {
-		m, err := message.Parse(c.recv())
+		b := c.recv()
+		h, err := gtpc.ParseHeader(b)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if m.Sequence() == 500 {
+		vnsi = vnsi || h.Type == 3
+		if h.Seq == 500 {
 			break
 		}
+	}
+	if !vnsi {
+		t.Error("no Version Not Supported Indication for version 3")
 	}
 	if v := metricSum(t, reg, "rendezvous_gtpc_panics_total"); v != 2 {
 		t.Errorf("panics metric %v, want 2", v)
@@ -434,5 +440,41 @@ func TestConfigErrors(t *testing.T) {
 			ep.Close()
 			t.Errorf("New(%+v) succeeded", cfg)
 		}
+	}
+}
+
+type blockingHandler struct {
+	testHandler
+	release chan struct{}
+}
+
+func (h *blockingHandler) HandleRequest(r *gtpc.Request) (gtpc.Message, error) {
+	<-h.release
+	return h.testHandler.HandleRequest(r)
+}
+
+// TestDuplicateWhileInProgress: a retransmission that arrives while the
+// original is still being handled (a slow registry lookup) is not handled
+// a second time; once answered, later copies get the replay.
+func TestDuplicateWhileInProgress(t *testing.T) {
+	h := &blockingHandler{release: make(chan struct{})}
+	ep, reg := newEndpoint(t, "127.0.20.19:2123", t.TempDir(), nil)
+	ep.Handle(gtpc.V2, h)
+	c := dial(t, "127.0.20.20:0", "127.0.20.19:2123")
+	req := dsr(0x01000002, 900, 0)
+	c.send(req)
+	c.send(req)
+	for metricSum(t, reg, "rendezvous_gtpc_duplicate_requests_total") < 1 {
+		time.Sleep(time.Millisecond) // the endpoint has seen the duplicate
+	}
+	close(h.release)
+	first := c.recv()
+	second := c.roundTrip(req)
+	if !bytes.Equal(first, second) || h.calls.Load() != 1 {
+		t.Errorf("handler called %d times; replay equal: %v", h.calls.Load(), bytes.Equal(first, second))
+	}
+	c.c.SetReadDeadline(time.Now().Add(200 * time.Millisecond))
+	if n, err := c.c.Read(make([]byte, 100)); err == nil {
+		t.Errorf("an extra response of %d octets: the in-progress duplicate was answered", n)
 	}
 }

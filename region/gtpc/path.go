@@ -32,7 +32,7 @@ func (e *Endpoint) touchPeer(v Version, from netip.AddrPort, s *socket) {
 // ObserveRecovery records the Recovery (restart counter) a peer sent in an
 // Echo, Create Session Request or Create PDP Context Request (TS 29.274
 // §7.1.1, TS 29.060 §7.7.11). If it differs from the value seen before,
-// the peer restarted (TS 23.007 §16.1.1 and §18): the handler of that
+// the peer restarted (TS 23.007): the handler of that
 // version removes the peer's sessions, OnPeerRestart is called, and
 // ObserveRecovery returns true. Handlers call it before creating a session
 // so that the new session survives the clean-up.

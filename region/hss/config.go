@@ -53,8 +53,16 @@ type Config struct {
 	// MaxInFlight bounds the S6a requests handled concurrently by this node
 	// (all connections together). A request beyond it is answered at once
 	// with 3004 DIAMETER_TOO_BUSY (RFC 6733 §7.1.3) so that the reader, and
-	// with it the watchdog, never waits behind requests. Default 512.
+	// with it the watchdog, never waits behind requests. A request may
+	// take up to RequestTimeout (registry calls); Close waits for them.
+	// Default 512.
 	MaxInFlight int
+	// MaxOutbound bounds the CLRs to previous MMEs in flight after ULAs
+	// (each may wait RequestTimeout × (RequestRetries+1)); beyond it a CLR
+	// is dropped and counted (rdv_hss_outbound_requests_total{result=
+	// "dropped"}). CancelLocation and InsertSubscriberData run on the
+	// caller's goroutine and are not counted here. Default 64.
+	MaxOutbound int
 	// WatchdogInterval is Tw of RFC 3539 §3.4.1 (RFC 6733 §5.5): after Tw
 	// without traffic from a peer we send a DWR, after another Tw without an
 	// answer we close the connection. Default 30 s. RFC 3539 asks for at
@@ -214,6 +222,9 @@ func (c *Config) validate() error {
 	if c.MaxInFlight == 0 {
 		c.MaxInFlight = 512
 	}
+	if c.MaxOutbound == 0 {
+		c.MaxOutbound = 64
+	}
 	if c.WatchdogInterval == 0 {
 		c.WatchdogInterval = 30 * time.Second
 	}
@@ -240,7 +251,7 @@ func (c *Config) validate() error {
 	if c.ProductName == "" {
 		c.ProductName = "rendezvous-hss"
 	}
-	if c.MaxInFlight < 0 || c.WatchdogInterval < 0 || c.CERTimeout < 0 || c.WriteTimeout < 0 ||
+	if c.MaxInFlight < 0 || c.MaxOutbound < 0 || c.WatchdogInterval < 0 || c.CERTimeout < 0 || c.WriteTimeout < 0 ||
 		c.RequestTimeout < 0 || c.MaxVectors < 0 {
 		errs = append(errs, errors.New("MaxInFlight, MaxVectors and durations must not be negative"))
 	}

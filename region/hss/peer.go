@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -320,6 +321,15 @@ func (p *peer) dispatch(h header, frame []byte) {
 			go func() {
 				defer p.s.wg.Done()
 				defer func() { <-p.s.sem; p.s.met.inFlight.Dec() }()
+				defer func() {
+					// Defence in depth, as net/http does: a bug in one
+					// handler must not take the node down.
+					if r := recover(); r != nil {
+						p.s.met.rejected.WithLabelValues("handler_panic").Inc()
+						p.s.log.Error("handler panic", "command", h.Code, "peer", p.src, "panic", r, "stack", string(debug.Stack()))
+						p.sendRaw(p.errorAnswer(h, frame, codeUnableToComply, 0))
+					}
+				}()
 				p.serveS6a(h, m)
 			}()
 		default:

@@ -47,6 +47,7 @@ type Server struct {
 	cancel context.CancelFunc
 
 	sem     chan struct{} // MaxInFlight slots
+	outSem  chan struct{} // MaxOutbound slots
 	stateID uint32        // Origin-State-Id (RFC 6733 §8.16)
 	hbh     atomic.Uint32 // Hop-by-Hop ids of our requests (RFC 6733 §3)
 	e2e     atomic.Uint32 // End-to-End ids (RFC 6733 §3)
@@ -85,6 +86,7 @@ func New(cfg Config) (*Server, error) {
 		log:     cfg.Logger.With("component", "hss", "origin_host", cfg.OriginHost),
 		met:     met,
 		sem:     make(chan struct{}, cfg.MaxInFlight),
+		outSem:  make(chan struct{}, cfg.MaxOutbound),
 		stateID: uint32(now.Unix()),
 		sidHigh: uint32(now.Unix()),
 		peers:   make(map[*peer]struct{}),

@@ -58,7 +58,7 @@ func (p *PGW) HandleRequest(r *gtpc.Request) (gtpc.Message, error) {
 		err = checkIEs(r)
 	}
 	if err != nil {
-		// TS 29.274 §7.7.2/§7.7.3: a request that cannot be decoded gets
+		// TS 29.274 §7.7.1 and §7.7.3: a request that cannot be decoded gets
 		// "Invalid Message Format" where a response type exists.
 		p.m.malformed.Inc()
 		return p.reject(r.Header.Type, 0, r.Header.Seq, gtpv2.CauseInvalidMessageFormat, nil), nil
@@ -222,7 +222,7 @@ func (p *PGW) createSession(r *gtpc.Request, m *message.CreateSessionRequest) gt
 		}
 	}
 	// A changed Recovery of the SGW means it restarted: its old sessions go
-	// before this one is made (TS 23.007 §16.1.1).
+	// before this one is made (TS 23.007).
 	if m.Recovery != nil {
 		if rc, err := m.Recovery.Recovery(); err == nil {
 			p.ep.ObserveRecovery(gtpc.V2, r.Peer.Addr(), rc)
@@ -441,7 +441,7 @@ func (p *PGW) modifyBearer(r *gtpc.Request, m *message.ModifyBearerRequest) gtpc
 }
 
 // PeerRestarted implements gtpc.Handler: the sessions of a restarted SGW
-// are removed locally, without signalling (TS 23.007 §16.1.1).
+// are removed locally, without signalling (TS 23.007).
 func (p *PGW) PeerRestarted(ev gtpc.PeerRestart) int {
 	removed := p.tab.RemoveIf(func(s *session.Session) bool {
 		return s.Kind == session.KindPGW && s.PeerC.Addr() == ev.Peer

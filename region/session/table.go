@@ -56,7 +56,7 @@ type Session struct {
 	TEID breakout.TEID
 	// PeerTEIDC and PeerTEIDU are the peer's control and user plane TEIDs.
 	PeerTEIDC, PeerTEIDU breakout.TEID
-	// ChargingID of the default bearer (TS 29.274 §8.29, TS 29.060 §7.7.23).
+	// ChargingID of the default bearer (TS 29.274 §8.29, TS 29.060 §7.7.26).
 	ChargingID uint32
 	// AMBR in kbit/s (APN-AMBR, TS 29.274 §8.7).
 	AMBRUplink, AMBRDownlink uint32

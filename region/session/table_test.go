@@ -182,7 +182,12 @@ func TestMemoryPerSession(t *testing.T) {
 }
 
 func BenchmarkCreateRemove(b *testing.B) {
-	tab, _, _ := newTable(b, 3, sessiontest.Discard{}, session.Pool{APN: "internet", Prefix: netip.MustParsePrefix("10.128.0.0/14")})
+	tab, err := session.New(session.Config{NodeID: 3, Node: "jp-1", Region: topology.JP, Tunnels: sessiontest.Discard{},
+		Pools: []session.Pool{{APN: "internet", Prefix: netip.MustParsePrefix("10.128.0.0/14")}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer tab.Close()
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
 		s, err := tab.Create(params(i, "internet"))

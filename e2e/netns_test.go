@@ -1,0 +1,301 @@
+package e2e
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rendezvous-core/rendezvous/federation/consensus"
+	"github.com/rendezvous-core/rendezvous/federation/membership"
+	"github.com/rendezvous-core/rendezvous/lab"
+	"github.com/rendezvous-core/rendezvous/lab/netns"
+	"github.com/rendezvous-core/rendezvous/region/opapi"
+	"github.com/rendezvous-core/rendezvous/roamsim"
+	"github.com/rendezvous-core/rendezvous/topology"
+)
+
+// TestNetnsChild is not a test: it is the entry point of the namespace
+// lab's child processes (nodes and the visited network), which re-execute
+// this test binary with "-test.run=^TestNetnsChild$ -- SPEC.json" (the
+// helper-process pattern of os/exec's tests).
+func TestNetnsChild(t *testing.T) {
+	args := flag.Args()
+	if len(args) != 1 || !strings.HasSuffix(args[0], ".json") {
+		t.Skip("entry point of the namespace lab's child processes")
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := netns.RunChild(ctx, args[0], os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
+// startNetns starts the namespace lab with the test timings, its nodes
+// being this test binary re-executed (TestNetnsChild).
+func startNetns(t *testing.T, subscribers int) *netns.Cluster {
+	t.Helper()
+	requireRoot(t)
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	dir := t.TempDir()
+	c, err := netns.Start(ctx, netns.Config{
+		StateDir:      dir,
+		Command:       []string{exe, "-test.run=^TestNetnsChild$", "-test.timeout=0", "--"},
+		Subscribers:   subscribers,
+		GossipProfile: membership.TestProfile(),
+		RaftTiming:    consensus.TestTiming(),
+		Policy:        consensus.PolicyConfig{ConfirmWindow: time.Second, HealthyWindow: 3 * time.Second, RetryAfter: 2 * time.Second},
+		RehomeRate:    50,
+	})
+	if err != nil {
+		t.Fatalf("start namespace lab: %v", err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			dumpLogs(t, dir)
+		}
+		if err := c.Close(); err != nil {
+			t.Errorf("close namespace lab: %v", err)
+		}
+	})
+	if _, err := c.WaitLeader(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func dumpLogs(t *testing.T, dir string) {
+	logs, _ := filepath.Glob(filepath.Join(dir, "logs", "*.log"))
+	for _, l := range logs {
+		data, _ := os.ReadFile(l)
+		lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+		if len(lines) > 15 {
+			lines = lines[len(lines)-15:]
+		}
+		t.Logf("--- %s (last lines)\n%s", filepath.Base(l), strings.Join(lines, "\n"))
+	}
+}
+
+// regionTable reads a node's committed routing table: region → state.
+func regionTable(t *testing.T, c *netns.Cluster, node string) map[topology.RegionID]opapi.Route {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	st, err := c.API(node).Status(ctx)
+	if err != nil {
+		t.Fatalf("status of %s: %v", node, err)
+	}
+	out := map[topology.RegionID]opapi.Route{}
+	for _, r := range st.Table {
+		out[r.Region] = r
+	}
+	return out
+}
+
+func tableState(c *netns.Cluster, node string, r topology.RegionID) string {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	st, err := c.API(node).Status(ctx)
+	if err != nil {
+		return ""
+	}
+	for _, row := range st.Table {
+		if row.Region == r {
+			return row.State
+		}
+	}
+	return ""
+}
+
+// allAttached waits until every device is attached with data and returns
+// the live report.
+func allAttached(t *testing.T, d *netns.Devices, within time.Duration) roamsim.Report {
+	t.Helper()
+	var rep roamsim.Report
+	waitFor(t, within, "every device attached with data", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		var err error
+		if rep, err = d.Live(ctx); err != nil {
+			return false
+		}
+		if len(rep.Devices) < rep.Totals.Devices || rep.Totals.Devices == 0 {
+			return false
+		}
+		for _, dv := range rep.Devices {
+			if dv.State != "attached" || dv.Data == nil || dv.Data.Received == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	return rep
+}
+
+// TestNetnsFailover runs the federation as processes in network
+// namespaces and proves, in order: nearest-region steering for devices
+// from every continent; kill -9 of a region's process → its devices
+// recover at the next-nearest region and the other regions lose no
+// session; restart; a partitioned region decides nothing while the
+// majority fails it over; heal → the policy restores it.
+func TestNetnsFailover(t *testing.T) {
+	c := startNetns(t, 60)
+	ctx := context.Background()
+	devs, err := c.StartDevices(ctx, netns.DevicesConfig{RetryInterval: time.Second, EchoInterval: 2 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	all := func(topology.RegionID) bool { return true }
+	rep := allAttached(t, devs, 60*time.Second)
+	a := lab.Assess(rep, roamsim.DefaultCountries(), all)
+	if !a.OK || len(a.Continents) < 6 {
+		t.Fatalf("steering across namespaces: %+v", a)
+	}
+	t.Logf("steering: %d devices from %d countries on %v at their nearest region", a.Devices, a.Countries, a.Continents)
+
+	// kill -9 a region that is not the raft leader's.
+	leader, err := c.WaitLeader(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	victim, victimRegion := "de", topology.DE
+	if leader == victim {
+		victim, victimRegion = "au", topology.AU
+	}
+	before := netns.Sessions(c.Status(ctx))
+	pid := c.PID(victim)
+	killed := time.Now()
+	if err := c.Kill(victim); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("kill -9 %s (pid %d)", victim, pid)
+	waitFor(t, 30*time.Second, victim+" failed on every surviving node", func() bool {
+		for _, n := range c.Nodes() {
+			if c.Running(n) && tableState(c, n, victimRegion) != "failed" {
+				return false
+			}
+		}
+		return true
+	})
+	decided := time.Since(killed)
+	healthy := func(r topology.RegionID) bool { return r != victimRegion }
+	rep = allAttached(t, devs, 45*time.Second)
+	if a := lab.Assess(rep, roamsim.DefaultCountries(), healthy); !a.OK {
+		t.Fatalf("after killing %s: %+v", victim, a)
+	}
+	after := netns.Sessions(c.Status(ctx))
+	for r, n := range before {
+		if r != victimRegion && after[r] < n {
+			t.Errorf("region %s lost sessions: %d before the kill, %d after", r, n, after[r])
+		}
+	}
+	rec := recoveries(mustEvents(t, devs, 0), killed, victimRegion)
+	t.Logf("kill -9 %s: decision %v; %d devices recovered at the next-nearest region: median %v, p95 %v, max %v; sessions before %v after %v",
+		victim, decided.Round(time.Millisecond), len(rec), pct(rec, 50), pct(rec, 95), pct(rec, 100), before, after)
+	if len(rec) == 0 {
+		t.Errorf("no device of %s recovered elsewhere", victimRegion)
+	}
+
+	// Restart it: the policy restores the region after the healthy window.
+	if err := c.Restart(ctx, victim); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, string(victimRegion)+" restored", func() bool {
+		return tableState(c, leader, victimRegion) == "active"
+	})
+
+	// Partition a region alone (again not the leader's).
+	leader, err = c.WaitLeader(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cut, cutRegion := "us", topology.US
+	if leader == cut {
+		cut, cutRegion = "jp", topology.JP
+	}
+	own := regionTable(t, c, cut)
+	if err := c.Partition(ctx, cut); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "the majority fails "+cut+" over", func() bool {
+		return tableState(c, leader, cutRegion) == "failed"
+	})
+	// The minority has no leader: its table is what it was.
+	got := regionTable(t, c, cut)
+	for r, row := range own {
+		if g := got[r]; g.State != row.State || g.Epoch != row.Epoch {
+			t.Errorf("partitioned %s changed its table: %s %s@%d → %s@%d", cut, r, row.State, row.Epoch, g.State, g.Epoch)
+		}
+	}
+	if err := c.Heal(ctx, cut); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 40*time.Second, string(cutRegion)+" restored after heal", func() bool {
+		for _, n := range c.Nodes() {
+			if tableState(c, n, cutRegion) != "active" {
+				return false
+			}
+		}
+		return true
+	})
+	if _, err := devs.Stop(ctx); err != nil {
+		t.Errorf("stop devices: %v", err)
+	}
+}
+
+func mustEvents(t *testing.T, d *netns.Devices, from int) []roamsim.Event {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	evs, err := d.Events(ctx, from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return evs
+}
+
+// recoveries: per device served by the failed region at the fault, the
+// time from the fault to its first data through another region.
+func recoveries(evs []roamsim.Event, fault time.Time, failed topology.RegionID) []time.Duration {
+	at := map[topology.IMSI]topology.RegionID{}
+	var out []time.Duration
+	for _, e := range evs {
+		if e.Time.Before(fault) {
+			if e.Kind == roamsim.EventAttached {
+				at[e.IMSI] = e.Region
+			}
+			continue
+		}
+		if e.Kind == roamsim.EventFirstData && e.Region != failed && at[e.IMSI] == failed {
+			out = append(out, e.Time.Sub(fault))
+			delete(at, e.IMSI)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i] < out[j] })
+	return out
+}
+
+func pct(ds []time.Duration, p int) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	i := (len(ds)*p + 99) / 100
+	if i > 0 {
+		i--
+	}
+	return ds[i].Round(time.Millisecond)
+}
