@@ -74,3 +74,72 @@ func TestDrillKillRegion(t *testing.T) {
 		t.Errorf("%d devices are not at their nearest healthy region afterwards", rep.NotNearestAfter)
 	}
 }
+
+// TestDrillPartitionRegion: a region cut off from the others decides
+// nothing (its own table is unchanged while it is alone), the majority fails
+// it over, and after the heal the policy restores it.
+func TestDrillPartitionRegion(t *testing.T) {
+	l := startLab(t, 20)
+	rec := lab.NewRecorder()
+	startDevices(t, l, rec)
+	victim, node := "AU", "au"
+	if leader, _ := l.Nodes()[0].Consensus().Leader(); leader == "au" {
+		victim, node = "DE", "de"
+	}
+	rep := runDrill(t, l, rec, "partition "+victim+" at 300ms for 8s", 2*time.Second)
+	s := rep.Steps[0]
+	if s.MinorityDecided {
+		t.Errorf("the partitioned %s changed its own table while alone", victim)
+	}
+	if s.DecidedMS < 0 {
+		t.Errorf("the majority never failed %s over", victim)
+	}
+	if s.SessionsLostElsewhere != 0 {
+		t.Errorf("%d sessions lost in regions that were not faulted", s.SessionsLostElsewhere)
+	}
+	n, _ := l.Node(node)
+	waitFor(t, 30*time.Second, victim+" restored by policy on every node after the heal", func() bool {
+		for _, m := range l.Nodes() {
+			if m.Consensus().Table().Regions[topologyRegion(victim)].State.String() != "active" {
+				return false
+			}
+		}
+		return n.Consensus().Table().Regions[topologyRegion(victim)].State.String() == "active"
+	})
+}
+
+// TestDrillNodeRestart: a region's node restarts quickly (no failover):
+// the SGWs see its new GTP restart counter through Echo, drop the stale
+// sessions and re-attach, and the devices pass data again.
+func TestDrillNodeRestart(t *testing.T) {
+	l := startLab(t, 20)
+	rec := lab.NewRecorder()
+	d, err := l.StartDevices(context.Background(), lab.DevicesConfig{Mode: roamsim.Continuous, OnEvent: rec.OnEvent,
+		AttachRate: -1, EchoInterval: 500 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _, _ = d.Stop() })
+	waitFor(t, 60*time.Second, "every device attached", func() bool {
+		s := d.Snapshot().Totals
+		return s.Devices > 0 && s.Attached == s.Devices
+	})
+	victim := "jp"
+	if leader, _ := l.Nodes()[0].Consensus().Leader(); leader == victim {
+		victim = "us"
+	}
+	before := d.Snapshot().Counters.PeerRestarts
+	if err := l.Kill(victim); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.StartNode(context.Background(), victim, l.BreakoutConfig()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, "the SGWs to see "+victim+"'s new restart counter", func() bool {
+		return d.Snapshot().Counters.PeerRestarts > before
+	})
+	waitFor(t, 30*time.Second, "every device attached again", func() bool {
+		s := d.Snapshot().Totals
+		return s.Attached == s.Devices
+	})
+}

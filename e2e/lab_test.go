@@ -151,3 +151,5 @@ func TestLabOperatorDrainRestore(t *testing.T) {
 		t.Fatalf("restore JP = %+v, %v", res, err)
 	}
 }
+
+func topologyRegion(s string) topology.RegionID { return topology.RegionID(s) }

@@ -176,39 +176,7 @@ func TestNetnsFailover(t *testing.T) {
 	if leader == victim {
 		victim, victimRegion = "au", topology.AU
 	}
-	before := netns.Sessions(c.Status(ctx))
-	pid := c.PID(victim)
-	killed := time.Now()
-	if err := c.Kill(victim); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("kill -9 %s (pid %d)", victim, pid)
-	waitFor(t, 30*time.Second, victim+" failed on every surviving node", func() bool {
-		for _, n := range c.Nodes() {
-			if c.Running(n) && tableState(c, n, victimRegion) != "failed" {
-				return false
-			}
-		}
-		return true
-	})
-	decided := time.Since(killed)
-	healthy := func(r topology.RegionID) bool { return r != victimRegion }
-	rep = allAttached(t, devs, 45*time.Second)
-	if a := lab.Assess(rep, roamsim.DefaultCountries(), healthy); !a.OK {
-		t.Fatalf("after killing %s: %+v", victim, a)
-	}
-	after := netns.Sessions(c.Status(ctx))
-	for r, n := range before {
-		if r != victimRegion && after[r] < n {
-			t.Errorf("region %s lost sessions: %d before the kill, %d after", r, n, after[r])
-		}
-	}
-	rec := recoveries(mustEvents(t, devs, 0), killed, victimRegion)
-	t.Logf("kill -9 %s: decision %v; %d devices recovered at the next-nearest region: median %v, p95 %v, max %v; sessions before %v after %v",
-		victim, decided.Round(time.Millisecond), len(rec), pct(rec, 50), pct(rec, 95), pct(rec, 100), before, after)
-	if len(rec) == 0 {
-		t.Errorf("no device of %s recovered elsewhere", victimRegion)
-	}
+	killRegion(t, c, devs, victim, victimRegion)
 
 	// Restart it: the policy restores the region after the healthy window.
 	if err := c.Restart(ctx, victim); err != nil {
@@ -252,8 +220,62 @@ func TestNetnsFailover(t *testing.T) {
 		}
 		return true
 	})
+	allAttached(t, devs, 45*time.Second)
+
+	// kill -9 the raft leader's region: a new leader (elected by the
+	// survivors) fails it over.
+	if leader, err = c.WaitLeader(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if m, ok := nodeRegions[leader]; ok {
+		killRegion(t, c, devs, leader, m)
+	} else {
+		t.Logf("the raft leader is the %s: no region to kill", leader)
+	}
 	if _, err := devs.Stop(ctx); err != nil {
 		t.Errorf("stop devices: %v", err)
+	}
+}
+
+var nodeRegions = map[string]topology.RegionID{"jp": topology.JP, "us": topology.US, "de": topology.DE, "au": topology.AU}
+
+// killRegion kill -9s a region's only node and checks that every surviving
+// node fails the region, its devices recover at their nearest healthy
+// region, and no other region loses a session.
+func killRegion(t *testing.T, c *netns.Cluster, devs *netns.Devices, victim string, victimRegion topology.RegionID) {
+	t.Helper()
+	ctx := context.Background()
+	before := netns.Sessions(c.Status(ctx))
+	pid := c.PID(victim)
+	killed := time.Now()
+	if err := c.Kill(victim); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 30*time.Second, victim+" failed on every surviving node", func() bool {
+		for _, n := range c.Nodes() {
+			if c.Running(n) && tableState(c, n, victimRegion) != "failed" {
+				return false
+			}
+		}
+		return true
+	})
+	decided := time.Since(killed)
+	healthy := func(r topology.RegionID) bool { return r != victimRegion }
+	rep := allAttached(t, devs, 45*time.Second)
+	if a := lab.Assess(rep, roamsim.DefaultCountries(), healthy); !a.OK {
+		t.Fatalf("after killing %s: %+v", victim, a)
+	}
+	after := netns.Sessions(c.Status(ctx))
+	for r, n := range before {
+		if r != victimRegion && after[r] < n {
+			t.Errorf("region %s lost sessions: %d before the kill, %d after", r, n, after[r])
+		}
+	}
+	rec := recoveries(mustEvents(t, devs, 0), killed, victimRegion)
+	t.Logf("kill -9 %s (pid %d): decision after %v; %d devices recovered at the next-nearest region: median %v, p95 %v, max %v; sessions before %v, after %v",
+		victim, pid, decided.Round(time.Millisecond), len(rec), pct(rec, 50), pct(rec, 95), pct(rec, 100), before, after)
+	if len(rec) != before[victimRegion] {
+		t.Errorf("%d of %s's %d sessions recovered elsewhere", len(rec), victimRegion, before[victimRegion])
 	}
 }
 

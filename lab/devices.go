@@ -9,6 +9,7 @@ import (
 	"os"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/rendezvous-core/rendezvous/roamsim"
 	"github.com/rendezvous-core/rendezvous/topology"
@@ -30,6 +31,9 @@ type DevicesConfig struct {
 	Mode roamsim.Mode
 	// AttachRate bounds attaches per second (0: roamsim's default).
 	AttachRate float64
+	// EchoInterval is how often the SGWs send Echo to the PGWs (roamsim's
+	// default when zero): a changed Recovery value is a PGW restart.
+	EchoInterval time.Duration
 	// OnEvent receives every device event (optional; must be fast).
 	OnEvent func(roamsim.Event)
 	// Logger for the emulator; nil discards.
@@ -87,16 +91,17 @@ func (l *Lab) StartDevices(ctx context.Context, cfg DevicesConfig) (*Devices, er
 		target = l.internet.Target
 	}
 	sim, err := roamsim.New(roamsim.Config{
-		Devices:    devs,
-		Countries:  cfg.Countries,
-		HSS:        hss,
-		GTPC:       netip.AddrPortFrom(VisitedNetwork, roamsim.PortGTPC),
-		PGWRegions: pgwRegions,
-		Target:     target,
-		Mode:       cfg.Mode,
-		AttachRate: cfg.AttachRate,
-		OnEvent:    cfg.OnEvent,
-		Logger:     cfg.Logger,
+		Devices:      devs,
+		Countries:    cfg.Countries,
+		HSS:          hss,
+		GTPC:         netip.AddrPortFrom(VisitedNetwork, roamsim.PortGTPC),
+		PGWRegions:   pgwRegions,
+		Target:       target,
+		Mode:         cfg.Mode,
+		AttachRate:   cfg.AttachRate,
+		OnEvent:      cfg.OnEvent,
+		EchoInterval: cfg.EchoInterval,
+		Logger:       cfg.Logger,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("lab: devices: %w", err)

@@ -356,3 +356,17 @@ func randomHex(n int) string {
 	}
 	return hex.EncodeToString(b)
 }
+
+// BreakoutConfig returns the breakout configuration the lab's nodes run
+// with (for restarting a node).
+func (l *Lab) BreakoutConfig() region.BreakoutConfig { return l.bcfg }
+
+// SetRegistryDown cuts (true) or restores (false) the nodes' connections to
+// a PostgreSQL registry.
+func (l *Lab) SetRegistryDown(down bool) error {
+	if l.regProxy == nil {
+		return errors.New("lab: registry outages need a PostgreSQL registry (--registry postgres://…)")
+	}
+	l.regProxy.SetDown(down)
+	return nil
+}

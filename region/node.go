@@ -400,13 +400,15 @@ func (n *Node) startCore(reg prometheus.Registerer) error {
 	if len(rules) == 0 {
 		rules = append(rules, hss.PeerRule{Prefixes: dep.Peers.Prefixes})
 	}
+	journal := newServingJournal(n.store, n.log.With("component", "serving-journal"))
+	n.addCloser("serving journal", journal.Close)
 	h, err := hss.New(hss.Config{
 		OriginHost:  "hss." + n.self.Name + "." + realm,
 		OriginRealm: realm,
 		Listen:      []netip.AddrPort{n.self.Diameter},
 		Region:      n.self.Region,
 		Peers:       rules,
-		Subscribers: n.store,
+		Subscribers: journal,
 		Steering:    &committedSteerer{cons: n.cons},
 		PGWs:        pgws,
 		Logger:      n.log.With("component", "hss"),

@@ -35,23 +35,25 @@ type hssSub struct {
 }
 
 type testHSS struct {
-	t       *testing.T
+	t       testing.TB
 	addr    string
 	srv     *diam.Server
 	ind     uint64
 	pgw     netip.Addr
 	pgwHost string
 
-	mu    sync.Mutex
-	subs  map[string]*hssSub
-	mmes  map[string]diam.Conn // Origin-Host → conn
-	airs  int
-	ulrs  int
-	resyn int
-	clas  chan uint32
+	mu     sync.Mutex
+	paused bool        // drop every request (a hung node)
+	conns  []diam.Conn // every accepted connection
+	subs   map[string]*hssSub
+	mmes   map[string]diam.Conn // Origin-Host → conn
+	airs   int
+	ulrs   int
+	resyn  int
+	clas   chan uint32
 }
 
-func startHSS(t *testing.T, listen string, pgw netip.Addr, pgwHost string) *testHSS {
+func startHSS(t testing.TB, listen string, pgw netip.Addr, pgwHost string) *testHSS {
 	t.Helper()
 	h := &testHSS{t: t, ind: 16, pgw: pgw, pgwHost: pgwHost, subs: map[string]*hssSub{},
 		mmes: map[string]diam.Conn{}, clas: make(chan uint32, 16)}
@@ -78,21 +80,42 @@ func startHSS(t *testing.T, listen string, pgw netip.Addr, pgwHost string) *test
 		t.Skipf("cannot listen on %s: %v", listen, err)
 	}
 	h.addr = ln.Addr().String()
-	h.srv = &diam.Server{Handler: mux, Dict: dict.Default}
+	h.srv = &diam.Server{Handler: mux, Dict: dict.Default, OnNewConnection: func(c diam.Conn) {
+		h.mu.Lock()
+		h.conns = append(h.conns, c)
+		h.mu.Unlock()
+	}}
 	done := make(chan struct{})
 	go func() { h.srv.Serve(ln); close(done) }()
 	t.Cleanup(func() {
-		h.srv.Close()
-		ln.Close()
+		h.kill()
 		<-done
-		h.mu.Lock()
-		for _, c := range h.mmes {
-			c.Close()
-		}
-		h.mu.Unlock()
 		close(stop)
 	})
 	return h
+}
+
+// kill closes the listener and every connection (a dead region's HSS).
+func (h *testHSS) kill() {
+	h.srv.Close()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, c := range h.conns {
+		c.Close()
+	}
+	h.conns = nil
+}
+
+func (h *testHSS) pause(p bool) {
+	h.mu.Lock()
+	h.paused = p
+	h.mu.Unlock()
+}
+
+func (h *testHSS) isPaused() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.paused
 }
 
 func (h *testHSS) add(d Device, sqn uint64) {
@@ -119,6 +142,9 @@ func experimentalAVP(code uint32) *diam.AVP {
 }
 
 func (h *testHSS) air(c diam.Conn, m *diam.Message) {
+	if h.isPaused() {
+		return
+	}
 	imsi := str(first(m.AVP, avp.UserName))
 	visited := octets(first(m.AVP, avp.VisitedPLMNID))
 	resync := octets(first(grouped(first(m.AVP, avp.RequestedEUTRANAuthenticationInfo)), avp.ResynchronizationInfo))
@@ -169,6 +195,9 @@ func (h *testHSS) air(c diam.Conn, m *diam.Message) {
 }
 
 func (h *testHSS) ulr(c diam.Conn, m *diam.Message) {
+	if h.isPaused() {
+		return
+	}
 	imsi := str(first(m.AVP, avp.UserName))
 	a := h.answer(m)
 	h.mu.Lock()
@@ -212,6 +241,11 @@ func (h *testHSS) ulr(c diam.Conn, m *diam.Message) {
 func (h *testHSS) cancel(imsi, mmeHost string, reattach bool) (uint32, error) {
 	h.mu.Lock()
 	c := h.mmes[mmeHost]
+	for _, cc := range h.conns { // newest connection from that host wins
+		if meta, ok := smpeer.FromContext(cc.Context()); ok && string(meta.OriginHost) == mmeHost {
+			c = cc
+		}
+	}
 	h.mu.Unlock()
 	if c == nil {
 		return 0, errors.New("no connection from " + mmeHost)
@@ -252,7 +286,7 @@ type pgwSess struct {
 }
 
 type testPGW struct {
-	t       *testing.T
+	t       testing.TB
 	c, u    *net.UDPConn
 	ip      netip.Addr
 	mu      sync.Mutex
@@ -268,7 +302,7 @@ type testPGW struct {
 	wg      sync.WaitGroup
 }
 
-func startPGW(t *testing.T, ip netip.Addr) *testPGW {
+func startPGW(t testing.TB, ip netip.Addr) *testPGW {
 	t.Helper()
 	c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(ip, PortGTPC)))
 	if err != nil {

@@ -15,21 +15,21 @@ import (
 	"github.com/rendezvous-core/rendezvous/topology"
 )
 
-func testLogger(t *testing.T) *slog.Logger {
+func testLogger(t testing.TB) *slog.Logger {
 	if t != nil && testing.Verbose() {
 		return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
 }
 
-func testDevices(t *testing.T, n int) []Device {
+func testDevices(t testing.TB, n int) []Device {
 	t.Helper()
 	k := ts1Keys(t)
 	devs, err := Spread(n, DefaultCountries(), Template{IMSIPrefix: "00101", FirstIndex: 1, MSISDNPrefix: "447",
@@ -48,7 +48,7 @@ type lab struct {
 
 // newLab starts an HSS and a PGW on 127.0.50.<base> and .<base+1> and
 // returns a Config whose SGW is .<base+2>.
-func newLab(t *testing.T, base byte, devs []Device) *lab {
+func newLab(t testing.TB, base byte, devs []Device) *lab {
 	t.Helper()
 	pgwIP := netip.AddrFrom4([4]byte{127, 0, 50, base + 1})
 	hss := startHSS(t, netip.AddrFrom4([4]byte{127, 0, 50, base}).String()+":0", pgwIP, "topon.s5.pgw1.de.node.epc.test.example")
@@ -406,4 +406,79 @@ func FuzzPeerInput(f *testing.F) {
 		}
 		dp.handle(b, to)
 	})
+}
+
+// TestHSSFailover: the MMEs start on HSS A. A hangs (answers nothing): after
+// a few request timeouts each MME drops A and moves to B, where the devices
+// attach. Then B dies: the MMEs go back to A, which has recovered.
+func TestHSSFailover(t *testing.T) {
+	devs := testDevices(t, 3)
+	l := newLab(t, 110, devs)
+	b := startHSS(t, "127.0.50.113:0", l.hss.pgw, l.hss.pgwHost)
+	for _, d := range devs {
+		b.add(d, 0)
+	}
+	l.cfg.HSS = []string{l.hss.addr, b.addr}
+	l.cfg.MMEPool = 1 // one MME, starting on A
+	l.cfg.Mode = Continuous
+	l.cfg.DiameterTimeout = 100 * time.Millisecond
+	l.cfg.RetryInterval = 10 * time.Millisecond
+	l.cfg.DataInterval = 20 * time.Millisecond
+	l.cfg.ReattachDelay = time.Millisecond
+	l.hss.pause(true)
+	evc := make(chan Event, 4096)
+	l.cfg.OnEvent = func(e Event) {
+		select {
+		case evc <- e:
+		default:
+		}
+	}
+	s, err := New(l.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan Report, 1)
+	go func() { r, _ := s.Run(ctx); done <- r }()
+	attached := map[topology.IMSI]int{}
+	waitAll := func(n int) {
+		t.Helper()
+		for {
+			all := true
+			for _, d := range devs {
+				all = all && attached[d.IMSI] >= n
+			}
+			if all {
+				return
+			}
+			if e := <-evc; e.Kind == EventAttached {
+				attached[e.IMSI]++
+			}
+		}
+	}
+	waitAll(1) // through B
+	b.mu.Lock()
+	ulrsB := b.ulrs
+	b.mu.Unlock()
+	if ulrsB != len(devs) {
+		t.Fatalf("B saw %d ULRs, want %d", ulrsB, len(devs))
+	}
+	// A recovers, B dies; a CLR from A makes the devices re-attach via A.
+	l.hss.pause(false)
+	b.kill()
+	for _, d := range devs {
+		for {
+			if _, err := l.hss.cancel(string(d.IMSI), "mme0.pool.roamsim.example", true); err == nil {
+				break
+			}
+			time.Sleep(10 * time.Millisecond) // the MME is still reconnecting to A
+		}
+	}
+	waitAll(2)
+	cancel()
+	r := <-done
+	if r.Counters.DiameterConnect < 2 {
+		t.Errorf("counters %+v", r.Counters)
+	}
 }

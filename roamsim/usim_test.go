@@ -13,7 +13,7 @@ import (
 	"github.com/rendezvous-core/rendezvous/topology"
 )
 
-func unhex(t *testing.T, s string) []byte {
+func unhex(t testing.TB, s string) []byte {
 	t.Helper()
 	b, err := hex.DecodeString(s)
 	if err != nil {
@@ -35,7 +35,7 @@ const (
 	ts1IK   = "f769bcd751044604127672711c6d3441"
 )
 
-func ts1Keys(t *testing.T) SIMKeys {
+func ts1Keys(t testing.TB) SIMKeys {
 	var k SIMKeys
 	copy(k.Ki[:], unhex(t, ts1K))
 	copy(k.OPc[:], unhex(t, ts1OPc))

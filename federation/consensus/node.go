@@ -298,7 +298,7 @@ func (n *Node) operator(ctx context.Context, op Op, region topology.RegionID, re
 	}
 	c := Command{Op: op, Region: region, Epoch: row.Epoch, Origin: OriginOperator, At: n.cfg.Now(), Reason: reason}
 	if op == OpFail || op == OpDrain {
-		c.FailoverTo = steering.FailoverOrder(region, n.cfg.Regions, n.cfg.View.RTTMatrix(), t.Matrix())
+		c.FailoverTo = failoverOrder(region, n.cfg.Regions, n.cfg.View.RTTMatrix(), t)
 	}
 	return n.apply(c)
 }
@@ -355,6 +355,18 @@ func (n *Node) TransferLeadership(id, addr string) error {
 		return fmt.Errorf("consensus: transfer leadership to %q: %w", id, err)
 	}
 	return nil
+}
+
+// AddVoter adds (or promotes) a voter (leader only). Keep the number of
+// voters odd (notes/federation.md §3.7).
+func (n *Node) AddVoter(ctx context.Context, id, addr string) error {
+	if n.raft.State() != raft.Leader {
+		return n.notLeader()
+	}
+	if err := n.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(addr), 0, n.cfg.Timing.ApplyTimeout).Error(); err != nil {
+		return fmt.Errorf("consensus: add voter %s at %s: %w", id, addr, err)
+	}
+	return ctx.Err()
 }
 
 // RemoveServer removes a server from the configuration (leader only).

@@ -204,7 +204,7 @@ func (p *Policy) Step(o Observation) []Command {
 			active--
 			cmds = append(cmds, Command{
 				Op: OpFail, Region: r, Epoch: row.Epoch, Origin: OriginPolicy, At: o.Now,
-				FailoverTo: steering.FailoverOrder(r, p.cfg.Regions, o.RTT, o.Table.Matrix()),
+				FailoverTo: failoverOrder(r, p.cfg.Regions, o.RTT, o.Table),
 				Reason:     fmt.Sprintf("all %d core member(s) dead or suspect since %s (confirmation window %s)", t.total, t.since.UTC().Format(time.RFC3339Nano), p.cfg.ConfirmWindow),
 			})
 		case row.State == steering.StateFailed && row.Origin == OriginPolicy && !t.down && o.Now.Sub(t.since) >= p.cfg.HealthyWindow:
@@ -270,4 +270,16 @@ func (p *Policy) rttCommand(o Observation) (Command, bool) {
 	p.rttAt, p.rttPend, p.rttPEp = o.Now, true, o.Table.RTTEpoch
 	return Command{Op: OpSetRTT, Epoch: o.Table.RTTEpoch, Origin: OriginPolicy, At: o.Now, RTT: entries,
 		Reason: "measured RTT changed"}, true
+}
+
+// failoverOrder ranks the other regions as failover targets of r: by the
+// leader's measured matrix, else the committed one, else the static
+// estimate from the regions' locations. The result is committed, so every
+// node uses the leader's choice (notes/federation.md §2).
+func failoverOrder(r topology.RegionID, regions []topology.RegionID, measured steering.Matrix, t Table) []topology.RegionID {
+	m := measured
+	if len(m) == 0 {
+		m = t.Matrix()
+	}
+	return steering.FailoverOrder(r, regions, m, steering.EstimatedMatrix())
 }

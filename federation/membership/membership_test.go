@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
+	"runtime"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -69,8 +71,10 @@ func newCluster(t *testing.T, base int, specs []spec) *cluster {
 		for _, n := range c.nodes {
 			if n != nil {
 				n.Close()
+				n.Close() // idempotent
 			}
 		}
+		checkNoLeaks(t, "federation/membership.(*Membership)")
 	})
 	return c
 }
@@ -268,5 +272,31 @@ func TestConfigValidation(t *testing.T) {
 			m.Close()
 			t.Errorf("New(%+v) accepted", cfg)
 		}
+	}
+}
+
+// checkNoLeaks waits (generous deadline) until no goroutine stack mentions
+// any of frames. memberlist's own goroutines are not joinable (its
+// Shutdown does not wait for them, notes/style.md §2), so only ours are
+// checked.
+func checkNoLeaks(t testing.TB, frames ...string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		buf := make([]byte, 1<<22)
+		stacks := string(buf[:runtime.Stack(buf, true)])
+		leaked := ""
+		for _, f := range frames {
+			if strings.Contains(stacks, f) {
+				leaked = f
+			}
+		}
+		if leaked == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("goroutine leak: %s still running after Close", leaked)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

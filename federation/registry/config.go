@@ -86,7 +86,8 @@ type Config struct {
 	// --locality region=…) for the multi-region overlay, applied only on
 	// CockroachDB. Default JP ap-northeast-1, US us-west-2, DE eu-central-1,
 	// AU ap-southeast-2. The first of JP, US, DE, AU present is primary
-	// unless CRDBPrimary is set.
+	// unless CRDBPrimary is set. Checked only on CockroachDB: Open fails
+	// there if a region of INDSlices has no cluster region.
 	CRDBRegions map[topology.RegionID]string
 	CRDBPrimary topology.RegionID
 	// CRDBSurviveRegion asks for SURVIVE REGION FAILURE (≥ 3 regions; every
@@ -239,9 +240,9 @@ func (cfg Config) validate() (Config, error) {
 	if cfg.CRDBRegions == nil {
 		cfg.CRDBRegions = DefaultCRDBRegions()
 	}
-	for r := range cfg.INDSlices {
-		if cfg.CRDBRegions[r] == "" {
-			return bad("CRDBRegions has no cluster region for %s", r)
+	for r, cr := range cfg.CRDBRegions {
+		if cr == "" {
+			return bad("CRDBRegions[%s] is empty", r)
 		}
 	}
 	if cfg.CRDBPrimary == "" {
@@ -254,9 +255,6 @@ func (cfg Config) validate() (Config, error) {
 		if cfg.CRDBPrimary == "" {
 			cfg.CRDBPrimary = cfg.Region
 		}
-	}
-	if _, ok := cfg.CRDBRegions[cfg.CRDBPrimary]; !ok {
-		return bad("CRDBPrimary %q has no cluster region", cfg.CRDBPrimary)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)

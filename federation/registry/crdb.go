@@ -103,6 +103,14 @@ func crdbOverlay(db string, cfg Config) []string {
 
 // overlay builds the overlay migration for the connected database.
 func (s *Store) overlay(ctx context.Context) (migration, error) {
+	for r := range s.cfg.INDSlices {
+		if s.cfg.CRDBRegions[r] == "" {
+			return migration{}, fmt.Errorf("registry: overlay: CRDBRegions has no cluster region for %s: %w", r, ErrInvalid)
+		}
+	}
+	if s.cfg.CRDBRegions[s.cfg.CRDBPrimary] == "" {
+		return migration{}, fmt.Errorf("registry: overlay: CRDBPrimary %q has no cluster region: %w", s.cfg.CRDBPrimary, ErrInvalid)
+	}
 	var db string
 	if err := s.w.QueryRowContext(ctx, `SELECT current_database()`).Scan(&db); err != nil {
 		return migration{}, fmt.Errorf("registry: overlay: current_database: %w", err)

@@ -142,7 +142,7 @@ func TestConfigValidate(t *testing.T) {
 		"IND reversed":   func(c *Config) { c.INDSlices = map[topology.RegionID][2]uint8{"JP": {7, 0}} },
 		"SQNBlock big":   func(c *Config) { c.SQNBlock = 1 << 20 },
 		"neg flush":      func(c *Config) { c.AnchorFlush = -1 },
-		"no CRDB region": func(c *Config) { c.CRDBRegions = map[topology.RegionID]string{"JP": "x"} },
+		"empty CRDB reg": func(c *Config) { c.CRDBRegions = map[topology.RegionID]string{"JP": ""} },
 	} {
 		c := base
 		mut(&c)
@@ -580,5 +580,50 @@ func TestCloseIdempotent(t *testing.T) {
 	}
 	if err := s2.Close(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A deployment with its own regions and slices: the regions table gains
+// the missing rows at Open, and SQNs use the configured slice.
+func TestCustomRegions(t *testing.T) {
+	eachBackend(t, func(t *testing.T, dsn string) {
+		ctx := context.Background()
+		cfg := testConfig(dsn)
+		cfg.Region = "SG"
+		cfg.INDSlices = map[topology.RegionID][2]uint8{"SG": {0, 3}, topology.JP: {4, 7}}
+		s := openStore(t, cfg)
+		sub, auth := testSubscriber(700, "SG")
+		if err := s.Provision(ctx, sub, auth); err != nil {
+			t.Fatal(err)
+		}
+		got, err := s.NextSQNs(ctx, sub.IMSI, "SG", 4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, q := range got {
+			if q&31 > 3 {
+				t.Fatalf("SQN %d has IND %d outside SG's 0-3", q, q&31)
+			}
+		}
+		if _, err := s.UpdateServing(ctx, Serving{IMSI: sub.IMSI, Region: "SG", MMEHost: "m"}); err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+func TestOpenUnreachable(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, dsn := range []string{
+		"postgres://postgres@127.0.0.1:1/rdv?sslmode=disable&connect_timeout=5",
+		"sqlite:" + t.TempDir() + "/no/such/dir/r.db",
+	} {
+		s, err := Open(ctx, testConfig(dsn))
+		if !errors.Is(err, ErrUnavailable) {
+			if s != nil {
+				s.Close()
+			}
+			t.Errorf("Open(%s): %v, want ErrUnavailable", dsn, err)
+		}
 	}
 }

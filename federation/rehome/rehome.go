@@ -91,7 +91,7 @@ type Config struct {
 	// Region of this node ("" for a witness, which re-homes nothing).
 	Region topology.RegionID
 	// Regions of the federation (a rebalance scans them all).
-	Regions []topology.RegionID
+	Regions  []topology.RegionID
 	Registry Registry
 	HSS      HSS
 	// PGW of this node; optional (nil: no PGW-initiated deletes).

@@ -172,3 +172,23 @@ func TestStateText(t *testing.T) {
 		t.Fatal("ParseState accepted dead")
 	}
 }
+
+func TestTopologyHelpers(t *testing.T) {
+	est, err := topology.Rank("208") // France
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := Decide(Input{Visited: topology.PLMN{MCC: "208", MNC: "01"}, Static: FromEstimates(est), Estimated: EstimatedMatrix()})
+	if d.Region != DE {
+		t.Fatalf("France → %s (%q), want DE", d.Region, d.Reasons)
+	}
+	m := EstimatedMatrix()
+	if len(m) != 6 {
+		t.Fatalf("estimated matrix has %d pairs", len(m))
+	}
+	// Without measurements, the failover order of a dead DE follows
+	// geography: US is nearer to Frankfurt than Tokyo or Sydney.
+	if got := FailoverOrder(DE, all, nil, m); got[0] != US || got[2] != AU {
+		t.Fatalf("FailoverOrder(DE) by estimate = %v", got)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"net/netip"
 	"time"
@@ -103,10 +104,32 @@ func (d *Devices) call(ctx context.Context, method, path string) (roamsim.Report
 	if resp.StatusCode != http.StatusOK {
 		return rep, fmt.Errorf("netns: visited: %s %s: %s", method, path, resp.Status)
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&rep); err != nil {
+	if err := decodeReport(resp.Body, &rep); err != nil {
 		return rep, fmt.Errorf("netns: visited: %s: %w", path, err)
 	}
 	return rep, nil
+}
+
+// decodeReport decodes a roamsim report. roamsim.RAT marshals as text but
+// has no UnmarshalText, so the devices' "rat" is dropped before decoding
+// (every lab device is 4G, RAT's zero value).
+func decodeReport(r io.Reader, rep *roamsim.Report) error {
+	var raw map[string]any
+	if err := json.NewDecoder(r).Decode(&raw); err != nil {
+		return err
+	}
+	if devs, ok := raw["devices"].([]any); ok {
+		for _, d := range devs {
+			if m, ok := d.(map[string]any); ok {
+				delete(m, "rat")
+			}
+		}
+	}
+	data, err := json.Marshal(raw)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(data, rep)
 }
 
 // Events returns the device events from the from-th on (roamsim's

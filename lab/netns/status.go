@@ -2,7 +2,9 @@ package netns
 
 import (
 	"context"
+	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/rendezvous-core/rendezvous/lab"
@@ -48,6 +50,7 @@ func (c *Cluster) Snapshot(ctx context.Context) lab.Snapshot {
 	st := c.Status(ctx)
 	s := lab.Snapshot{Time: time.Now()}
 	rows := map[topology.RegionID]*lab.RegionStatus{}
+	var rehoming []string
 	for _, r := range topology.Regions() {
 		rows[r.ID] = &lab.RegionStatus{Region: r.ID, State: "unknown"}
 	}
@@ -80,10 +83,11 @@ func (c *Cluster) Snapshot(ctx context.Context) lab.Snapshot {
 				rs.PacketsPerSec += l.PacketsPerSec
 			}
 		}
-		if ns.Rehoming.Total > 0 && s.Rehoming == "" {
-			s.Rehoming = name
+		if p := ns.Rehoming; p.Total > 0 {
+			rehoming = append(rehoming, fmt.Sprintf("%s %d/%d (%d failed)", name, p.Done, p.Total, p.Failed))
 		}
 	}
+	s.Rehoming = strings.Join(rehoming, ", ")
 	for _, rs := range rows {
 		s.Regions = append(s.Regions, *rs)
 	}

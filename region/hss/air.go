@@ -9,6 +9,7 @@ import (
 	"github.com/fiorix/go-diameter/v4/diam/datatype"
 
 	"github.com/rendezvous-core/rendezvous/federation/registry"
+	"github.com/rendezvous-core/rendezvous/topology"
 )
 
 // airRequest is an Authentication-Information-Request (TS 29.272 §7.2.5).
@@ -65,7 +66,7 @@ func (s *Server) handleAIR(ctx context.Context, m *diam.Message) (*diam.Message,
 		return s.answer(m, q.sid, r), r
 	}
 	fail := func(r result) (*diam.Message, result) { return s.answer(m, q.sid, r), r }
-	sub, err := s.cfg.Subscribers.Subscriber(ctx, q.imsi)
+	sub, auth, err := s.lookup(ctx, q.imsi)
 	if err != nil {
 		if !errors.Is(err, registry.ErrNotFound) {
 			s.log.Warn("AIR: subscriber lookup failed", "imsi", q.imsi, "err", err)
@@ -90,11 +91,6 @@ func (s *Server) handleAIR(ctx context.Context, m *diam.Message) (*diam.Message,
 		}
 		// Nothing requested: TS 29.272 §7.4.4 AUTHENTICATION_DATA_UNAVAILABLE.
 		return fail(expResult(expAuthDataUnavailable))
-	}
-	auth, err := s.cfg.Subscribers.AuthData(ctx, q.imsi)
-	if err != nil {
-		s.log.Warn("AIR: auth data unavailable", "imsi", q.imsi, "err", err)
-		return fail(registryResult(err))
 	}
 	if q.resync != nil {
 		sqnMS, err := verifyAUTS(auth, q.resync)
@@ -147,4 +143,22 @@ func (s *Server) handleAIR(ctx context.Context, m *diam.Message) (*diam.Message,
 	a := s.answer(m, q.sid, resultOK)
 	a.AddAVP(diam.NewAVP(avp.AuthenticationInfo, fV, vendor3GPP, info))
 	return a, resultOK
+}
+
+// lookuper is implemented by *registry.Store: profile and keys in one cache
+// lookup. Other Subscribers get two calls.
+type lookuper interface {
+	Lookup(ctx context.Context, imsi topology.IMSI) (registry.Subscriber, registry.AuthData, error)
+}
+
+func (s *Server) lookup(ctx context.Context, imsi topology.IMSI) (registry.Subscriber, registry.AuthData, error) {
+	if l, ok := s.cfg.Subscribers.(lookuper); ok {
+		return l.Lookup(ctx, imsi)
+	}
+	sub, err := s.cfg.Subscribers.Subscriber(ctx, imsi)
+	if err != nil {
+		return sub, registry.AuthData{}, err
+	}
+	a, err := s.cfg.Subscribers.AuthData(ctx, imsi)
+	return sub, a, err
 }

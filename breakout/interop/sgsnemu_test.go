@@ -1,9 +1,8 @@
-package breakout_test
+package interop_test
 
 // This interop test wires the real control plane (region/gtpc, region/ggsn,
-// region/session) to the breakout, so it lives in the external test package;
-// the production package never imports region/ (DESIGN.md §3). It may move
-// to e2e/ as is.
+// region/session) to the breakout; the breakout package itself never
+// imports region/ (DESIGN.md §3). It may move to e2e/ as is.
 
 import (
 	"bytes"
