@@ -108,4 +108,3 @@ func TestRegistryOutageCachedSubscribersAttach(t *testing.T) {
 	}
 	_ = degraded // informational: the nodes may already have reconnected
 }
-
