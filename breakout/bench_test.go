@@ -214,32 +214,41 @@ func BenchmarkSideBySide(b *testing.B) {
 		{"osmo-ggsn", "127.0.0.2:2152", osmoTEID, osmoUE, "rdvbo-ggsn0", func() time.Duration { return procCPU(b, osmoPid) }, func() time.Duration { return runqWait(osmoPid) }},
 	}
 	var report strings.Builder
-	fmt.Fprintf(&report, "\n%-11s %-8s %5s %12s %12s %10s %9s %13s %9s\n", "sut", "dir", "size", "offered pps", "pps", "Gbit/s", "CPU", "pkt/CPU-s", "runq-wait")
+	fmt.Fprintf(&report, "\n%-14s %-8s %5s %12s %12s %10s %9s %13s %9s\n", "sut", "dir", "size", "offered pps", "pps", "Gbit/s", "CPU", "pkt/CPU-s", "runq-wait")
 	row := func(name, dir string, size int, offered, delivered uint64, cpu, wait time.Duration) {
 		pps := float64(delivered) / window.Seconds()
 		perCPU := 0.0
 		if cpu > 0 {
 			perCPU = float64(delivered) / cpu.Seconds()
 		}
-		fmt.Fprintf(&report, "%-11s %-8s %5d %12.0f %12.0f %10.3f %8.0f%% %13.0f %8.0f%%\n", name, dir, size,
+		fmt.Fprintf(&report, "%-14s %-8s %5d %12.0f %12.0f %10.3f %8.0f%% %13.0f %8.0f%%\n", name, dir, size,
 			float64(offered)/window.Seconds(), pps, pps*float64(size)*8/1e9, 100*cpu.Seconds()/window.Seconds(), perCPU,
 			100*wait.Seconds()/window.Seconds())
 		b.ReportMetric(perCPU, fmt.Sprintf("pkt/CPU-s:%s-%s-%d", name, dir, size))
 	}
+	// Flat out (rate 0), then paced at a rate both SUTs sustain, where
+	// the comparison is the CPU each needs for the same packets.
+	paced := 20000
 	for _, size := range []int{64, 1400} {
-		for _, s := range suts {
-			// Uplink: G-PDUs from 127.0.0.1 (the SGSN's address) to the SUT.
-			res := runHelpers(b, ns, window, func(start func(args ...string)) {
-				start("mode=gtpu", "to="+s.listen, "teid="+strconv.Itoa(int(s.teid)), "src="+s.ue.String(), "dst=198.51.100.1", "size="+strconv.Itoa(size))
-			}, func() (sample, time.Duration, time.Duration) { return sampleNS(b, ns, s.tun), s.cpu(), s.wait() })
-			row(s.name, "uplink", size, res.d.udpOut, res.d.tunRx, res.cpu, res.wait)
-			// Downlink: UDP to the UE address, routed into the SUT's TUN,
-			// encapsulated to the sink on 127.0.0.1:2152.
-			res = runHelpers(b, ns, window, func(start func(args ...string)) {
-				start("mode=sink", "listen=127.0.0.1:2152")
-				start("mode=udp", "to="+netip.AddrPortFrom(s.ue, 9).String(), "size="+strconv.Itoa(size))
-			}, func() (sample, time.Duration, time.Duration) { return sampleNS(b, ns, s.tun), s.cpu(), s.wait() })
-			row(s.name, "downlink", size, res.d.tunTx, res.d.udpIn, res.cpu, res.wait)
+		for _, rate := range []int{0, paced} {
+			tag := ""
+			if rate > 0 {
+				tag = fmt.Sprintf("@%dk", rate/1000)
+			}
+			for _, s := range suts {
+				// Uplink: G-PDUs from 127.0.0.1 (the SGSN's address) to the SUT.
+				res := runHelpers(b, ns, window, func(start func(args ...string)) {
+					start("mode=gtpu", "to="+s.listen, "teid="+strconv.Itoa(int(s.teid)), "src="+s.ue.String(), "dst=198.51.100.1", "size="+strconv.Itoa(size), "pps="+strconv.Itoa(rate))
+				}, func() (sample, time.Duration, time.Duration) { return sampleNS(b, ns, s.tun), s.cpu(), s.wait() })
+				row(s.name+tag, "uplink", size, res.d.udpOut, res.d.tunRx, res.cpu, res.wait)
+				// Downlink: UDP to the UE address, routed into the SUT's TUN,
+				// encapsulated to the sink on 127.0.0.1:2152.
+				res = runHelpers(b, ns, window, func(start func(args ...string)) {
+					start("mode=sink", "listen=127.0.0.1:2152")
+					start("mode=udp", "to="+netip.AddrPortFrom(s.ue, 9).String(), "size="+strconv.Itoa(size), "pps="+strconv.Itoa(rate))
+				}, func() (sample, time.Duration, time.Duration) { return sampleNS(b, ns, s.tun), s.cpu(), s.wait() })
+				row(s.name+tag, "downlink", size, res.d.tunTx, res.d.udpIn, res.cpu, res.wait)
+			}
 		}
 		// The raw TUN write limit, measured the same way: the same uplink
 		// packets written by one goroutine into a TUN device as fast as it
@@ -375,11 +384,24 @@ func TestHelperLoad(t *testing.T) {
 		rc, _ := c.SyscallConn()
 		tx := newMmsgBatch(rc, batch, 0)
 		sa := makeSockaddr(to)
-		for i := 0; time.Now().Before(deadline); i++ {
-			for j := 0; j < batch; j++ {
+		// RDVBO_PPS > 0: paced at that rate in bursts of 16; else flat out.
+		pps, _ := strconv.Atoi(os.Getenv("RDVBO_PPS"))
+		n, gap := batch, time.Duration(0)
+		if pps > 0 {
+			n, gap = 16, time.Duration(16*int64(time.Second)/int64(pps))
+		}
+		next := time.Now()
+		for time.Now().Before(deadline) {
+			for j := 0; j < n; j++ {
 				tx.queue(pkt, &sa)
 			}
 			tx.flush()
+			if gap > 0 {
+				next = next.Add(gap)
+				if d := time.Until(next); d > 0 {
+					time.Sleep(d)
+				}
+			}
 		}
 	case "sink":
 		c, err := net.ListenUDP("udp4", net.UDPAddrFromAddrPort(netip.MustParseAddrPort(os.Getenv("RDVBO_LISTEN"))))

@@ -35,9 +35,8 @@ type Config struct {
 	BatchSize int
 
 	// SocketBuffer is SO_RCVBUF/SO_SNDBUF of each worker's socket, in
-	// octets. Default 256 KiB: measured better per CPU than 4 MiB (a deep
-	// queue goes cold in the cache) while still holding ~180 full-size
-	// datagrams per worker. Raise it for bursty peers.
+	// octets. Default 4 MiB: it rides out ~100 ms of scheduling delay at
+	// 20k pps (256 KiB lost 15 % at 20k pps on a loaded 2-core box).
 	SocketBuffer int
 
 	// NetNS, if set, is the path of a network namespace (e.g.
@@ -129,7 +128,7 @@ func (c *Config) validate() error {
 		return fmt.Errorf("breakout: config: BatchSize %d not in 1..1024", c.BatchSize)
 	}
 	if c.SocketBuffer == 0 {
-		c.SocketBuffer = 256 << 10
+		c.SocketBuffer = 4 << 20
 	}
 	if c.SocketBuffer < 4096 {
 		return fmt.Errorf("breakout: config: SocketBuffer %d below 4096", c.SocketBuffer)

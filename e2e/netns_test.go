@@ -121,30 +121,30 @@ func tableState(c *netns.Cluster, node string, r topology.RegionID) string {
 	return ""
 }
 
-// allAttached waits until every device is attached with data and returns
-// the live report.
-func allAttached(t *testing.T, d *netns.Devices, within time.Duration) roamsim.Report {
+// waitSteered waits until every device is attached at its nearest region
+// among the healthy ones and has passed data since, and returns the
+// assessment.
+func waitSteered(t *testing.T, d *netns.Devices, healthy func(topology.RegionID) bool, within time.Duration) lab.Assessment {
 	t.Helper()
-	var rep roamsim.Report
-	waitFor(t, within, "every device attached with data", func() bool {
+	deadline := time.Now().Add(within)
+	var a lab.Assessment
+	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		var err error
-		if rep, err = d.Live(ctx); err != nil {
-			return false
-		}
-		if len(rep.Devices) < rep.Totals.Devices || rep.Totals.Devices == 0 {
-			return false
-		}
-		for _, dv := range rep.Devices {
-			if dv.State != "attached" || dv.Data == nil || dv.Data.Received == 0 {
-				return false
+		rep, err := d.Live(ctx)
+		cancel()
+		if err == nil && len(rep.Devices) == rep.Totals.Devices {
+			if a = lab.Assess(rep, roamsim.DefaultCountries(), healthy); a.OK {
+				return a
 			}
 		}
-		return true
-	})
-	return rep
+		if time.Now().After(deadline) {
+			t.Fatalf("devices not at their nearest healthy region with data after %v (err %v): %+v", within, err, a)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }
+
+func allHealthy(topology.RegionID) bool { return true }
 
 // TestNetnsFailover runs the federation as processes in network
 // namespaces and proves, in order: nearest-region steering for devices
@@ -159,11 +159,9 @@ func TestNetnsFailover(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	all := func(topology.RegionID) bool { return true }
-	rep := allAttached(t, devs, 60*time.Second)
-	a := lab.Assess(rep, roamsim.DefaultCountries(), all)
-	if !a.OK || len(a.Continents) < 6 {
-		t.Fatalf("steering across namespaces: %+v", a)
+	a := waitSteered(t, devs, allHealthy, 60*time.Second)
+	if len(a.Continents) < 6 {
+		t.Fatalf("steering across namespaces: devices from %v only", a.Continents)
 	}
 	t.Logf("steering: %d devices from %d countries on %v at their nearest region", a.Devices, a.Countries, a.Continents)
 
@@ -185,6 +183,10 @@ func TestNetnsFailover(t *testing.T) {
 	waitFor(t, 30*time.Second, string(victimRegion)+" restored", func() bool {
 		return tableState(c, leader, victimRegion) == "active"
 	})
+	if _, err := c.API(leader).Act(ctx, victimRegion, opapi.Rebalance); err != nil {
+		t.Fatal(err)
+	}
+	waitSteered(t, devs, allHealthy, 45*time.Second)
 
 	// Partition a region alone (again not the leader's).
 	leader, err = c.WaitLeader(ctx)
@@ -220,7 +222,12 @@ func TestNetnsFailover(t *testing.T) {
 		}
 		return true
 	})
-	allAttached(t, devs, 45*time.Second)
+	// The devices moved off the partitioned region come back when an
+	// operator rebalances it.
+	if _, err := c.API(leader).Act(ctx, cutRegion, opapi.Rebalance); err != nil {
+		t.Fatal(err)
+	}
+	waitSteered(t, devs, allHealthy, 45*time.Second)
 
 	// kill -9 the raft leader's region: a new leader (elected by the
 	// survivors) fails it over.
@@ -261,10 +268,7 @@ func killRegion(t *testing.T, c *netns.Cluster, devs *netns.Devices, victim stri
 	})
 	decided := time.Since(killed)
 	healthy := func(r topology.RegionID) bool { return r != victimRegion }
-	rep := allAttached(t, devs, 45*time.Second)
-	if a := lab.Assess(rep, roamsim.DefaultCountries(), healthy); !a.OK {
-		t.Fatalf("after killing %s: %+v", victim, a)
-	}
+	waitSteered(t, devs, healthy, 45*time.Second)
 	after := netns.Sessions(c.Status(ctx))
 	for r, n := range before {
 		if r != victimRegion && after[r] < n {

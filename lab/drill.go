@@ -212,11 +212,12 @@ func (l *Lab) RunDrill(ctx context.Context, steps []Step, rec *Recorder, settle 
 			return rep, ctx.Err()
 		case <-time.After(time.Until(start.Add(s.At))):
 		}
-		end := start.Add(s.At + s.For + settle)
-		if i+1 < len(steps) && start.Add(steps[i+1].At).After(start.Add(s.At+s.For)) {
-			if e := start.Add(steps[i+1].At); e.Before(end) {
-				end = e
-			}
+		// Every step is measured until the drill ends: a kill's devices may
+		// recover after the next step started.
+		last := steps[len(steps)-1]
+		end := start.Add(last.At + last.For + settle)
+		if e := start.Add(s.At + s.For + settle); e.After(end) {
+			end = e
 		}
 		wg.Add(1)
 		go func() {

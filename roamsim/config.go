@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"slices"
 	"strings"
 	"time"
 
@@ -147,6 +148,7 @@ func (c *Config) validate() error {
 	if c.Countries == nil {
 		c.Countries = DefaultCountries()
 	}
+	c.Devices = slices.Clone(c.Devices) // defaults are filled in our copy, not the caller's
 	seen := make(map[topology.IMSI]bool, len(c.Devices))
 	any4G, any3G := false, false
 	for i := range c.Devices {

@@ -167,7 +167,60 @@ func newRootCmd(getenv func(string) string) *cobra.Command {
 			},
 		})
 	}
-	root.AddCommand(status, region)
+	var drillTimeout time.Duration
+	var controlURL string
+	drill := &cobra.Command{
+		Use:   "drill SPEC",
+		Short: `Run a drill against the running lab, e.g. "kill DE at 10s; restore DE at 40s"`,
+		Long: `Run a drill against the running lab and print its report. Steps:
+kill|restore REGION at D, partition|pause REGION at D for D, registry-down at D for D.
+The lab's control address and token come from --control/--token or the lab's state file.`,
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) != 1 {
+				return usageError{errors.New("drill needs exactly one SPEC (quote it)")}
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if g.output != "table" && g.output != "json" {
+				return usageError{fmt.Errorf("-o %q: want table or json", g.output)}
+			}
+			token := g.token
+			if token == "" {
+				token = getenv("RDV_TOKEN")
+			}
+			if controlURL == "" || token == "" {
+				lf, _, err := readLabFile(getenv)
+				if err != nil {
+					return usageError{fmt.Errorf("no --control and no running lab: %w", err)}
+				}
+				if controlURL == "" {
+					controlURL = lf.Control
+				}
+				if token == "" {
+					token = lf.Token
+				}
+			}
+			if controlURL == "" {
+				return usageError{errors.New("the running lab has no control address (too old?)")}
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), drillTimeout)
+			defer cancel()
+			raw, err := (&opapi.Client{Base: controlURL, Token: token}).Drill(ctx, args[0])
+			if err != nil {
+				return err
+			}
+			if g.output == "json" {
+				var v any
+				_ = json.Unmarshal(raw, &v)
+				return writeJSON(cmd.OutOrStdout(), v)
+			}
+			return printDrill(cmd.OutOrStdout(), raw)
+		},
+	}
+	drill.Flags().DurationVar(&drillTimeout, "drill-timeout", 15*time.Minute, "how long to wait for the drill's report")
+	drill.Flags().StringVar(&controlURL, "control", "", "the lab's control API (default from the running lab's state file)")
+	root.AddCommand(status, region, drill)
 	return root
 }
 
@@ -290,4 +343,55 @@ func joinRegions(rs []topology.RegionID) string {
 		s[i] = string(r)
 	}
 	return strings.Join(s, ",")
+}
+
+// drillReport mirrors the lab's drill report (lab.DrillReport): rdvctl
+// imports no lab code, it reads the JSON.
+type drillReport struct {
+	Spec  string `json:"spec"`
+	Steps []struct {
+		Step       string  `json:"step"`
+		DetectedMS float64 `json:"detected_ms"`
+		DecidedMS  float64 `json:"decided_ms"`
+		Affected   int     `json:"affected_devices"`
+		Recovery   struct {
+			N   int     `json:"n"`
+			P50 float64 `json:"p50_ms"`
+			P95 float64 `json:"p95_ms"`
+			Max float64 `json:"max_ms"`
+		} `json:"recovery"`
+		NotRecovered          int    `json:"not_recovered"`
+		AttachesFailed        int    `json:"attaches_failed"`
+		SessionsLostElsewhere int    `json:"sessions_lost_elsewhere"`
+		MinorityDecided       bool   `json:"minority_decided"`
+		Note                  string `json:"note"`
+	} `json:"steps"`
+	NotNearestAfter int `json:"not_at_nearest_healthy_after"`
+}
+
+func printDrill(w io.Writer, raw []byte) error {
+	var d drillReport
+	if err := json.Unmarshal(raw, &d); err != nil {
+		return fmt.Errorf("drill report: %w", err)
+	}
+	fmt.Fprintf(w, "drill: %s\n\n", d.Spec)
+	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "STEP\tDETECTED ms\tDECIDED ms\tAFFECTED\tRECOVERY p50/p95/max ms\tNOT RECOVERED\tATTACH FAILS\tLOST ELSEWHERE\tNOTE")
+	ms := func(v float64) string {
+		if v < 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%.0f", v)
+	}
+	for _, s := range d.Steps {
+		note := s.Note
+		if s.MinorityDecided {
+			note = strings.TrimSpace(note + " MINORITY DECIDED")
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%.0f/%.0f/%.0f\t%d\t%d\t%d\t%s\n", s.Step, ms(s.DetectedMS), ms(s.DecidedMS), s.Affected,
+			s.Recovery.P50, s.Recovery.P95, s.Recovery.Max, s.NotRecovered, s.AttachesFailed, s.SessionsLostElsewhere, note)
+	}
+	tw.Flush()
+	fmt.Fprintf(w, "\ndevices not at their nearest healthy region afterwards: %d\n", d.NotNearestAfter)
+	return nil
 }

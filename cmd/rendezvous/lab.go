@@ -124,7 +124,17 @@ func runLab(ctx context.Context, f *labFlags, out io.Writer) error {
 	}
 	say("raft leader %s; subscribers from %s", leader, l.SubscribersFile())
 
-	labFile, err := writeLabFile(l)
+	rec := lab.NewRecorder()
+	devices, err := l.StartDevices(ctx, lab.DevicesConfig{Max: f.devices, Mode: roamsim.Continuous, OnEvent: rec.OnEvent, Logger: log})
+	if err != nil {
+		return err
+	}
+	control, err := startLabControl(ctx, l, rec, say)
+	if err != nil {
+		return err
+	}
+	defer control.Close()
+	labFile, err := writeLabFile(l, "http://"+control.Addr().String())
 	if err != nil {
 		say("could not write the lab file for rdvctl: %v", err)
 	} else {
@@ -132,11 +142,6 @@ func runLab(ctx context.Context, f *labFlags, out io.Writer) error {
 		say("operator API on %s (rdvctl status finds it through %s)", l.Nodes()[0].APIAddr(), labFile)
 	}
 
-	rec := lab.NewRecorder()
-	devices, err := l.StartDevices(ctx, lab.DevicesConfig{Max: f.devices, Mode: roamsim.Continuous, OnEvent: rec.OnEvent, Logger: log})
-	if err != nil {
-		return err
-	}
 	say("%s; devices roaming in %d countries attach through every region's HSS", "visited network on "+lab.VisitedNetwork.String(), len(roamsim.DefaultCountries()))
 
 	report := lab.Report{Started: started}
@@ -217,7 +222,7 @@ func runLab(ctx context.Context, f *labFlags, out io.Writer) error {
 	}
 }
 
-func writeLabFile(l *lab.Lab) (string, error) {
+func writeLabFile(l *lab.Lab, control string) (string, error) {
 	dir := os.Getenv("XDG_STATE_HOME")
 	if dir == "" {
 		home, err := os.UserHomeDir()
@@ -231,7 +236,7 @@ func writeLabFile(l *lab.Lab) (string, error) {
 		return "", err
 	}
 	api := l.Nodes()[0].APIAddr()
-	data, _ := json.MarshalIndent(opapi.LabFile{API: "http://" + api.String(), Token: l.Token(), PID: os.Getpid()}, "", "  ")
+	data, _ := json.MarshalIndent(opapi.LabFile{API: "http://" + api.String(), Token: l.Token(), PID: os.Getpid(), Control: control}, "", "  ")
 	path := filepath.Join(dir, "lab.json")
 	return path, os.WriteFile(path, data, 0o600)
 }

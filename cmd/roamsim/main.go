@@ -79,6 +79,8 @@ type options struct {
 	includeDevicesInJSON bool
 	reportFile           string
 	skip                 int
+	modifyBearer         bool
+	echoInterval         time.Duration
 	minAttached          float64
 }
 
@@ -142,6 +144,8 @@ prints a status line every --status-every, then detaches and reports.`,
 		"PGW/GGSN address to region, ADDR=REGION (repeatable)")
 	f.DurationVar(&o.t3, "t3", 2*time.Second, "GTP-C retransmission timer T3")
 	f.IntVar(&o.n3, "n3", 2, "GTP-C retransmissions N3")
+	f.BoolVar(&o.modifyBearer, "modify-bearer", false, "send a Modify Bearer Request after each Create Session")
+	f.DurationVar(&o.echoInterval, "echo-interval", 10*time.Second, "continuous mode: GTPv2 Echo to each PGW (restart detection); < 0 = off")
 	f.StringVar(&o.subscribers, "subscribers", "", "subscriber CSV (imsi,msisdn,ki,opc,amf,apn,home_region); default: generate -n")
 	f.IntVarP(&o.n, "devices", "n", 100, "devices to generate (without --subscribers); with --subscribers: at most this many (0 = all)")
 	f.IntVar(&o.skip, "skip", 0, "skip the first N subscribers of --subscribers (e.g. those the lab's own devices use)")
@@ -308,6 +312,7 @@ func buildConfig(o options, log *slog.Logger) (roamsim.Config, error) {
 		Devices: devs, Countries: countries, HSS: o.hss, MMEPool: o.mmePool, OriginRealm: o.originRealm,
 		DestinationRealm: o.destRealm, DiameterLocal: dlocal, DiameterTimeout: o.diamTimeout,
 		GTPC: gtpc, GTPU: gtpu, PGWPort: o.pgwPort, GGSN: ggsn, T3: o.t3, N3: o.n3,
+		ModifyBearer: o.modifyBearer, EchoInterval: o.echoInterval,
 		RestartCounter: uint8(time.Now().Unix()), PGWRegions: regions,
 		Target: target, UDPPort: o.udpPort, Probes: o.probes, DataInterval: o.interval, ProbeTimeout: o.probeTimeout,
 		Concurrency: o.concurrency, AttachRate: o.rate, ReattachDelay: o.reattachDelay, RetryInterval: o.retry,

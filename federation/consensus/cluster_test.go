@@ -51,6 +51,7 @@ func fastPreset() preset {
 		policy: consensus.PolicyConfig{
 			ConfirmWindow: time.Second,
 			HealthyWindow: 3 * time.Second,
+			StartupGrace:  2 * time.Second,
 			RetryAfter:    2 * time.Second,
 			RTTInterval:   5 * time.Second,
 		},

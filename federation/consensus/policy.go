@@ -30,6 +30,11 @@ type PolicyConfig struct {
 	// restores it: the anti-flap hysteresis. Default 60 s (notes/federation.md §5, step 3). Regions
 	// failed or drained by an operator are never restored by policy.
 	HealthyWindow time.Duration
+	// StartupGrace: a region none of whose core members this node has ever
+	// seen alive is not failed before StartupGrace has passed since the
+	// policy's first observation, so that a federation booting node by
+	// node does not fail the regions that start last. Default 30 s.
+	StartupGrace time.Duration
 	// RetryAfter is how long a proposal may stay without effect on the
 	// table before the policy proposes again. Default 10 s.
 	RetryAfter time.Duration
@@ -47,6 +52,7 @@ func ProductionPolicy(regions []topology.RegionID) PolicyConfig {
 		Regions:       slices.Clone(regions),
 		ConfirmWindow: 3 * time.Second,
 		HealthyWindow: 60 * time.Second,
+		StartupGrace:  30 * time.Second,
 		RetryAfter:    10 * time.Second,
 		RTTInterval:   5 * time.Minute,
 		RTTChange:     0.25,
@@ -66,6 +72,9 @@ func (c *PolicyConfig) validate() error {
 	}
 	if c.RetryAfter <= 0 {
 		c.RetryAfter = d.RetryAfter
+	}
+	if c.StartupGrace == 0 {
+		c.StartupGrace = d.StartupGrace
 	}
 	if c.RTTInterval == 0 {
 		c.RTTInterval = d.RTTInterval
@@ -112,6 +121,7 @@ type track struct {
 	up      int
 	total   int
 	seen    bool
+	everUp  bool // a core member was seen alive at least once
 	pending bool
 	pEpoch  uint64
 	pAt     time.Time
@@ -125,6 +135,7 @@ type track struct {
 // commands. Not safe for concurrent use.
 type Policy struct {
 	cfg     PolicyConfig
+	first   time.Time // first observation
 	regions map[topology.RegionID]*track
 	rttAt   time.Time
 	rttPend bool
@@ -157,6 +168,9 @@ func (p *Policy) Health() []RegionHealth {
 // unless o.Leading). The caller proposes them through raft; their effect
 // is seen in a later observation's Table.
 func (p *Policy) Step(o Observation) []Command {
+	if p.first.IsZero() {
+		p.first = o.Now
+	}
 	for _, r := range p.cfg.Regions {
 		t := p.regions[r]
 		up, total := 0, 0
@@ -169,6 +183,7 @@ func (p *Policy) Step(o Observation) []Command {
 			}
 		}
 		down := up == 0
+		t.everUp = t.everUp || !down
 		if !t.seen || down != t.down {
 			t.down, t.since, t.seen = down, o.Now, true
 		}
@@ -200,6 +215,9 @@ func (p *Policy) Step(o Observation) []Command {
 		case row.State == steering.StateActive && t.down && o.Now.Sub(t.since) >= p.cfg.ConfirmWindow:
 			if active <= 1 {
 				continue // never fail the last active region
+			}
+			if !t.everUp && o.Now.Sub(p.first) < p.cfg.StartupGrace {
+				continue // still booting, perhaps
 			}
 			active--
 			cmds = append(cmds, Command{

@@ -55,6 +55,9 @@ type Membership struct {
 	meta Meta
 	// leaving holds peers that announced a graceful leave.
 	leaving map[string]bool
+	// invSeen is the newest revision seen per IMSI (bounded, see
+	// maxInvSeen): an invalidation is delivered and re-gossiped once.
+	invSeen map[topology.IMSI]int64
 	// published is the RTT row last put in the metadata.
 	published map[topology.RegionID]uint32
 }
@@ -74,6 +77,7 @@ func New(cfg Config) (*Membership, error) {
 		seen:    map[string]*Member{},
 		rtt:     map[string][]time.Duration{},
 		leaving: map[string]bool{},
+		invSeen: map[topology.IMSI]int64{},
 		meta:    Meta{Region: cfg.Region, Role: cfg.Role, Version: cfg.Version, Addrs: maps.Clone(cfg.Addrs)},
 	}
 	if _, err := m.meta.encode(); err != nil {
@@ -400,12 +404,39 @@ func (m *Membership) Broadcast(inv Invalidation) error {
 		return ErrClosed
 	default:
 	}
+	m.fresh(inv)
+	if err := m.queueInvalidation(inv); err != nil {
+		return err
+	}
+	m.m.broadcasts.Inc()
+	return nil
+}
+
+// maxInvSeen bounds the dedup map; when full it is reset, which at worst
+// re-delivers and re-gossips an invalidation once more (harmless).
+const maxInvSeen = 1 << 16
+
+// fresh records inv and reports whether it is newer than anything seen for
+// its IMSI.
+func (m *Membership) fresh(inv Invalidation) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if r, ok := m.invSeen[inv.IMSI]; ok && r >= inv.Revision {
+		return false
+	}
+	if len(m.invSeen) >= maxInvSeen {
+		clear(m.invSeen)
+	}
+	m.invSeen[inv.IMSI] = inv.Revision
+	return true
+}
+
+func (m *Membership) queueInvalidation(inv Invalidation) error {
 	b, err := json.Marshal(inv)
 	if err != nil {
 		return fmt.Errorf("membership: encode invalidation: %w", err)
 	}
 	m.queue.QueueBroadcast(&broadcast{inv: inv, msg: append([]byte{msgInvalidation}, b...)})
-	m.m.broadcasts.Inc()
 	return nil
 }
 
@@ -498,7 +529,18 @@ func (d *delegate) NotifyMsg(b []byte) {
 		d.m.log.Debug("bad invalidation message", "err", err)
 		return
 	}
+	if !d.m.fresh(inv) {
+		return
+	}
 	d.m.m.received.Inc()
+	// memberlist sends a user broadcast only RetransmitMult×⌈log10(N+1)⌉
+	// times from its origin (4 sends at N=5: a given peer misses it with
+	// probability ~0.2) and receivers do not relay it. Relaying each new
+	// invalidation once makes it epidemic, as memberlist's own state
+	// messages are.
+	if err := d.m.queueInvalidation(inv); err != nil {
+		d.m.log.Debug("relay invalidation", "err", err)
+	}
 	if f := d.m.cfg.OnInvalidation; f != nil {
 		d.m.post(func() { f(inv) })
 	}

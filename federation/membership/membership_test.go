@@ -186,24 +186,41 @@ func TestFiveNodesJoinMetaRTTAndBroadcast(t *testing.T) {
 	}
 	var _ steering.Matrix = c.nodes[0].RTTMatrix()
 
-	// Broadcast: the newest revision reaches every other node.
-	if err := c.nodes[1].Broadcast(membership.Invalidation{IMSI: "001010000000001", Revision: 7}); err != nil {
+	// Broadcast: every invalidation reaches every other node (relayed:
+	// epidemic), each once, and an older revision never follows a newer.
+	for k := 0; k < 20; k++ {
+		if err := c.nodes[k%5].Broadcast(membership.Invalidation{IMSI: topology.IMSI(fmt.Sprintf("0010100000000%02d", k)), Revision: 7}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.nodes[0].Broadcast(membership.Invalidation{IMSI: "001010000000000", Revision: 5}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "invalidation on every other node", 20*time.Second, func() bool {
+	waitFor(t, "20 invalidations on every other node", 20*time.Second, func() bool {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		for i, s := range five {
-			if i == 1 {
-				continue
+			got := map[topology.IMSI]bool{}
+			for _, inv := range c.invs[s.name] {
+				got[inv.IMSI] = true
 			}
-			got := c.invs[s.name]
-			if len(got) == 0 || got[len(got)-1].Revision != 7 {
+			if len(got) != 20-4 || (i != 0 && !got["001010000000005"]) {
 				return false
 			}
 		}
 		return true
 	})
+	c.mu.Lock()
+	for name, invs := range c.invs {
+		seen := map[topology.IMSI]bool{}
+		for _, inv := range invs {
+			if seen[inv.IMSI] || inv.Revision != 7 {
+				t.Errorf("%s got %+v twice or stale", name, inv)
+			}
+			seen[inv.IMSI] = true
+		}
+	}
+	c.mu.Unlock()
 	if err := c.nodes[1].SetLoad(420); err != nil {
 		t.Fatal(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/rendezvous-core/rendezvous/topology"
@@ -125,8 +126,9 @@ type Policy struct {
 	Pin        topology.RegionID // per-subscriber pin (registry Policy.Pin)
 	HomeRouted bool              // per-subscriber: steer to HomeRegion
 	HomeRegion topology.RegionID
-	// APNOverride steers sessions of an APN (lower-case network identifier)
-	// to a region.
+	// APNOverride steers sessions of an APN to a region. Keys are
+	// lower-case network identifiers; Input.APN is matched case-insensitively
+	// (APNs are case-insensitive, TS 23.003 §9.1).
 	APNOverride map[string]topology.RegionID
 	// CountryOverride steers devices visiting a country (by MCC) to a region.
 	CountryOverride map[topology.MCC]topology.RegionID
@@ -152,6 +154,11 @@ type Input struct {
 	// to calibrate Static with Measured. Optional.
 	Estimated Matrix
 	Policy    Policy
+	// Fallback is preferred when Static is empty (a non-geographic MCC
+	// such as the test PLMN 001/01, for which topology.Rank fails): e.g.
+	// the subscriber's home region. Without it, the first region of the
+	// table (lexical order) is.
+	Fallback topology.RegionID
 }
 
 // Decision is the region that serves the device, with the reasons in the
@@ -196,13 +203,19 @@ func Decide(in Input) Decision {
 		pref, why = in.Policy.Pin, "subscriber pinned to "+string(in.Policy.Pin)
 	case in.Policy.HomeRouted && in.Policy.HomeRegion != "":
 		pref, why = in.Policy.HomeRegion, "home-routed to "+string(in.Policy.HomeRegion)
-	case in.APN != "" && in.Policy.APNOverride[in.APN] != "":
-		pref, why = in.Policy.APNOverride[in.APN], fmt.Sprintf("APN %q overridden to %s", in.APN, in.Policy.APNOverride[in.APN])
+	case in.APN != "" && in.Policy.APNOverride[strings.ToLower(in.APN)] != "":
+		r := in.Policy.APNOverride[strings.ToLower(in.APN)]
+		pref, why = r, fmt.Sprintf("APN %q overridden to %s", in.APN, r)
 	case in.Visited.MCC != "" && in.Policy.CountryOverride[in.Visited.MCC] != "":
 		r := in.Policy.CountryOverride[in.Visited.MCC]
 		pref, why = r, fmt.Sprintf("country MCC %s overridden to %s", in.Visited.MCC, r)
 	case len(ranking) > 0:
 		pref, why = ranking[0], fmt.Sprintf("nearest region to MCC %s is %s", in.Visited.MCC, ranking[0])
+	case in.Fallback != "":
+		pref, why = in.Fallback, fmt.Sprintf("no ranking for MCC %s: fallback %s", in.Visited.MCC, in.Fallback)
+	case len(in.Table) > 0:
+		r := candidates(nil, in.Table)[0]
+		pref, why = r, fmt.Sprintf("no ranking for MCC %s and no fallback: first region %s", in.Visited.MCC, r)
 	}
 	if pref == "" {
 		d.Reasons = append(d.Reasons, "no ranking and no policy: no region")

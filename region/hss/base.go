@@ -3,6 +3,7 @@ package hss
 import (
 	"net"
 	"strconv"
+	"time"
 
 	"github.com/fiorix/go-diameter/v4/diam"
 	"github.com/fiorix/go-diameter/v4/diam/avp"
@@ -129,7 +130,7 @@ func (p *peer) handleCER(m *diam.Message) {
 	first := !p.open
 	p.open, p.host, p.realm = true, host, realm
 	p.mu.Unlock()
-	p.nc.SetReadDeadline(timeZero)
+	p.nc.SetReadDeadline(time.Time{})
 	if err := p.send(p.cea(m, codeSuccess)); err != nil {
 		return
 	}

@@ -16,8 +16,6 @@ import (
 	"github.com/fiorix/go-diameter/v4/diam/datatype"
 )
 
-var connSeq atomic.Uint64 // orders connections (newest wins); not state
-
 // peer is one Diameter connection (RFC 6733 §5.6, responder side). It owns
 // three goroutines: the reader (which dispatches), the writer (which
 // coalesces queued messages into few writes) and, once Open, the watchdog.
@@ -50,7 +48,7 @@ func newPeer(s *Server, nc net.Conn) *peer {
 		src = ta.AddrPort()
 	}
 	return &peer{
-		s: s, nc: nc, src: src, seq: connSeq.Add(1),
+		s: s, nc: nc, src: src, seq: s.connSeq.Add(1),
 		out:        make(chan []byte, 1024),
 		quit:       make(chan struct{}),
 		writerDone: make(chan struct{}),

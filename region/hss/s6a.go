@@ -5,7 +5,6 @@ import (
 	"errors"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/fiorix/go-diameter/v4/diam"
 	"github.com/fiorix/go-diameter/v4/diam/avp"
@@ -14,8 +13,6 @@ import (
 	"github.com/rendezvous-core/rendezvous/federation/registry"
 	"github.com/rendezvous-core/rendezvous/topology"
 )
-
-var timeZero time.Time
 
 // result is the outcome of an S6a request: a Result-Code, or an
 // Experimental-Result-Code of vendor 10415 (TS 29.272 §7.4).

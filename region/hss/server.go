@@ -53,6 +53,7 @@ type Server struct {
 	e2e     atomic.Uint32 // End-to-End ids (RFC 6733 §3)
 	sidHigh uint32        // Session-Id high part (RFC 6733 §8.8)
 	sidLow  atomic.Uint32
+	connSeq atomic.Uint64 // orders connections: the newest to a host wins
 
 	lns   []net.Listener
 	addrs []netip.AddrPort

@@ -147,6 +147,13 @@ func (s *Server) Close() error {
 	return s.closeErr
 }
 
+// Authenticate wraps h so that every request must carry the bearer token
+// (the lab's control API uses it too).
+func Authenticate(token string, h http.Handler) http.Handler { return authenticate(token, h) }
+
+// WriteJSON writes v as an indented JSON answer with the given status.
+func WriteJSON(w http.ResponseWriter, code int, v any) { writeJSON(w, code, v) }
+
 func authenticate(token string, next http.Handler) http.Handler {
 	want := []byte("Bearer " + token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -89,10 +89,19 @@ type Error struct {
 	Leader string `json:"leader,omitempty"`
 }
 
+// DrillRequest asks a running lab to run a drill (POST /v1/drill on the
+// lab's control address).
+type DrillRequest struct {
+	// Spec is the drill, e.g. "kill DE at 10s; restore DE at 40s".
+	Spec string `json:"spec"`
+}
+
 // LabFile is what a running lab writes to the user's state directory so
 // that rdvctl finds its API without flags.
 type LabFile struct {
 	API   string `json:"api"`
 	Token string `json:"token"`
 	PID   int    `json:"pid"`
+	// Control is the lab's own control API (drills), same token.
+	Control string `json:"control,omitempty"`
 }

@@ -53,11 +53,16 @@ type Config struct {
 	Tunnels breakout.Tunnels
 	// Anchors receives session anchors (start and end). Optional.
 	Anchors AnchorSink
-	// Usage receives the final usage of each session. Optional.
+	// Usage receives the usage records of each session (interim ones every
+	// UsageInterval, and a final one at removal). Optional.
 	Usage UsageRecorder
 	// UsageQueue bounds the usage records waiting for the registry; more
 	// are dropped and counted. Default 65536.
 	UsageQueue int
+	// UsageInterval, if positive, sends an interim usage record (the bytes
+	// since the previous record) for every session whose breakout counters
+	// moved, every UsageInterval. Zero: only the final record at removal.
+	UsageInterval time.Duration
 	// UsageTimeout bounds one RecordUsage call. Default 5 s.
 	UsageTimeout time.Duration
 	// Now is the clock for session start and end times. Default time.Now.

@@ -197,3 +197,59 @@ func BenchmarkCreateRemove(b *testing.B) {
 		tab.Remove(s.TEID)
 	}
 }
+
+func TestInterimUsage(t *testing.T) {
+	tun := sessiontest.NewTunnels()
+	us := &sessiontest.Usage{}
+	tab, err := session.New(session.Config{NodeID: 1, Node: "jp-1", Region: topology.JP, Tunnels: tun, Usage: us,
+		UsageInterval: 5 * time.Millisecond,
+		Pools:         []session.Pool{{APN: "iot", Prefix: netip.MustParsePrefix("10.0.0.0/24")}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tab.Close()
+	s, err := tab.Create(params(1, "iot"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wait := func(n int) {
+		for us.Len() < n {
+			time.Sleep(time.Millisecond)
+		}
+	}
+	tun.SetCounters(s.TEID, breakout.Counters{BytesUp: 1000, BytesDown: 2000})
+	wait(1)
+	tun.SetCounters(s.TEID, breakout.Counters{BytesUp: 1500, BytesDown: 2600})
+	wait(2)
+	tun.SetCounters(s.TEID, breakout.Counters{BytesUp: 1700, BytesDown: 2600})
+	if _, err := tab.Remove(s.TEID); err != nil {
+		t.Fatal(err)
+	}
+	tab.Close()
+	type rec struct {
+		seq      int64
+		up, down uint64
+	}
+	var got []rec
+	for _, r := range us.Records {
+		got = append(got, rec{r.Sequence, r.BytesUp, r.BytesDown})
+	}
+	// The last interim record may or may not have seen 1700 before the
+	// removal; either way the deltas add up and the sequence is 1, 2, 3….
+	var up, down uint64
+	for i, r := range got {
+		if r.seq != int64(i+1) {
+			t.Errorf("records %v: sequence not 1, 2, 3…", got)
+		}
+		up += r.up
+		down += r.down
+	}
+	if up != 1700 || down != 2600 || len(got) < 3 {
+		t.Errorf("records %v: totals %d/%d, want 1700/2600 in ≥ 3 records", got, up, down)
+	}
+	for i := 1; i < len(us.Records); i++ {
+		if !us.Records[i].From.Equal(us.Records[i-1].To) {
+			t.Errorf("record %d starts at %v, previous ended at %v", i, us.Records[i].From, us.Records[i-1].To)
+		}
+	}
+}

@@ -19,13 +19,23 @@ import (
 type Tunnels struct {
 	mu       sync.Mutex
 	tunnels  map[breakout.TEID]breakout.Tunnel
+	counters map[breakout.TEID]breakout.Counters
 	installs int
 	removes  int
 	Fail     error
 }
 
 // NewTunnels returns an empty recording breakout.
-func NewTunnels() *Tunnels { return &Tunnels{tunnels: map[breakout.TEID]breakout.Tunnel{}} }
+func NewTunnels() *Tunnels {
+	return &Tunnels{tunnels: map[breakout.TEID]breakout.Tunnel{}, counters: map[breakout.TEID]breakout.Counters{}}
+}
+
+// SetCounters sets the counters a tunnel reports (Counters, Remove).
+func (r *Tunnels) SetCounters(local breakout.TEID, c breakout.Counters) {
+	r.mu.Lock()
+	r.counters[local] = c
+	r.mu.Unlock()
+}
 
 // Install implements breakout.Tunnels.
 func (r *Tunnels) Install(t breakout.Tunnel) error {
@@ -48,6 +58,10 @@ func (r *Tunnels) Remove(local breakout.TEID) (breakout.Counters, error) {
 	}
 	delete(r.tunnels, local)
 	r.removes++
+	if c, ok := r.counters[local]; ok {
+		delete(r.counters, local)
+		return c, nil
+	}
 	return breakout.Counters{PacketsUp: 1, BytesUp: 100, PacketsDown: 2, BytesDown: 200}, nil
 }
 
@@ -56,7 +70,7 @@ func (r *Tunnels) Counters(local breakout.TEID) (breakout.Counters, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	_, ok := r.tunnels[local]
-	return breakout.Counters{}, ok
+	return r.counters[local], ok
 }
 
 // Get returns an installed tunnel.
