@@ -62,7 +62,7 @@ func BenchmarkFastPath(b *testing.B) {
 	const batch, window = 64, 256
 	for _, size := range []int{64, 1400} {
 		b.Run(fmt.Sprintf("uplink/%d", size), func(b *testing.B) {
-			tx := newMmsgBatch(prc, batch, 0)
+			tx := newMmsgBatch(prc, batch, 0, 0)
 			pkt := gpdu(b, 0x1001, ipv4UDP(ue, netip.MustParseAddr("198.51.100.1"), size-28))
 			to := makeSockaddr(bo.LocalAddr())
 			base := upPackets(bo)
@@ -85,8 +85,8 @@ func BenchmarkFastPath(b *testing.B) {
 			})
 		})
 		b.Run(fmt.Sprintf("downlink/%d", size), func(b *testing.B) {
-			tx := newMmsgBatch(irc, batch, 0)
-			rx := newMmsgBatch(prc, batch, 2048)
+			tx := newMmsgBatch(irc, batch, 0, 0)
+			rx := newMmsgBatch(prc, batch, 2048, 0)
 			payload := make([]byte, size-28)
 			to := makeSockaddr(netip.AddrPortFrom(ue, 9))
 			var got atomic.Int64
@@ -382,7 +382,7 @@ func TestHelperLoad(t *testing.T) {
 			t.Fatal(err)
 		}
 		rc, _ := c.SyscallConn()
-		tx := newMmsgBatch(rc, batch, 0)
+		tx := newMmsgBatch(rc, batch, 0, 0)
 		sa := makeSockaddr(to)
 		// RDVBO_PPS > 0: paced at that rate in bursts of 16; else flat out.
 		pps, _ := strconv.Atoi(os.Getenv("RDVBO_PPS"))
@@ -410,7 +410,7 @@ func TestHelperLoad(t *testing.T) {
 		}
 		rc, _ := c.SyscallConn()
 		setBuf(rc)
-		rx := newMmsgBatch(rc, batch, 2048)
+		rx := newMmsgBatch(rc, batch, 2048, 0)
 		c.SetReadDeadline(deadline)
 		for {
 			if _, err := rx.recv(); err != nil {

@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -318,4 +319,72 @@ func dfSocket(t *testing.T, ns *testNS, pmtu int) *net.UDPConn {
 		t.Fatal(serr)
 	}
 	return c
+}
+
+// TestEndToEndIPv6: the same path with IPv6 everywhere: outer transport,
+// UE pool, route and masquerade (the inet table's IPv6 rule).
+func TestEndToEndIPv6(t *testing.T) {
+	requireRoot(t)
+	dev, node, inet := newNS(t, "dev6"), newNS(t, "node6"), newNS(t, "inet6")
+	veth(t, dev, "rdvbo-d0", "fd00:99::2/64", node, "rdvbo-n0", "fd00:99::1/64")
+	veth(t, node, "rdvbo-n1", "2001:db8:100::254/64", inet, "rdvbo-i0", "2001:db8:100::1/64")
+	for _, x := range []struct {
+		ns  *testNS
+		dev string
+	}{{dev, "rdvbo-d0"}, {node, "rdvbo-n0"}, {node, "rdvbo-n1"}, {inet, "rdvbo-i0"}} {
+		waitFor(t, "DAD on "+x.dev, func() bool {
+			out, _ := exec.Command("ip", "-n", x.ns.name, "-6", "addr", "show", "dev", x.dev, "tentative").CombinedOutput()
+			return len(strings.TrimSpace(string(out))) == 0
+		})
+	}
+	ue := netip.MustParseAddr("fd00:45::2")
+	bo, err := New(Config{
+		Name: "e2e6", Listen: netip.MustParseAddrPort("[fd00:99::1]:2152"), NetNS: node.path(), Workers: 1,
+		TUNName: "rdvbo-gw6", Pools: []netip.Prefix{netip.MustParsePrefix("fd00:45::/64")}, NATInterface: "rdvbo-n1",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bo.Close()
+	tun := Tunnel{LocalTEID: 0x6001, PeerTEID: 0x6002, Peer: netip.MustParseAddrPort("[fd00:99::2]:2152"), UE: ue}
+	if err := bo.Install(tun); err != nil {
+		t.Fatal(err)
+	}
+	s := newSGW(t, dev, "rdvbo-ue6", netip.PrefixFrom(ue, 128), tun.Peer, bo.LocalAddr(), tun.LocalTEID, tun.PeerTEID)
+	dev.ip(t, "-6", "route", "add", "2001:db8:100::/64", "dev", "rdvbo-ue6")
+
+	srv := inet.listenUDP(t, "[2001:db8:100::1]:7")
+	var seen atomic.Value
+	go func() {
+		buf := make([]byte, 2048)
+		for {
+			n, from, err := srv.ReadFromUDPAddrPort(buf)
+			if err != nil {
+				return
+			}
+			seen.Store(from.Addr())
+			srv.WriteToUDPAddrPort(buf[:n], from)
+		}
+	}()
+	var c *net.UDPConn
+	dev.do(t, func() (err error) {
+		c, err = net.DialUDP("udp6", nil, net.UDPAddrFromAddrPort(netip.MustParseAddrPort("[2001:db8:100::1]:7")))
+		return err
+	})
+	defer c.Close()
+	buf := make([]byte, 100)
+	for i := 0; i < 3; i++ {
+		c.Write([]byte("hello v6"))
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		if n, err := c.Read(buf); err != nil || string(buf[:n]) != "hello v6" {
+			t.Fatalf("echo %d: %q %v", i, buf[:n], err)
+		}
+	}
+	if a, _ := seen.Load().(netip.Addr); a != netip.MustParseAddr("2001:db8:100::254") {
+		t.Errorf("server saw %v, want the NAT address 2001:db8:100::254", a)
+	}
+	waitFor(t, "counters to match the SGW side", func() bool {
+		c, _ := bo.Counters(tun.LocalTEID)
+		return c.PacketsUp == s.upPackets.Load() && c.PacketsDown == s.downPackets.Load() && c.PacketsUp >= 3
+	})
 }

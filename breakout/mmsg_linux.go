@@ -65,6 +65,7 @@ type mmsgBatch struct {
 	iovs  []unix.Iovec
 	names []sockaddr
 	bufs  [][]byte // receive: full-capacity buffers; send: the datagrams
+	over  [][]byte // receive only, optional: second iovec for long datagrams
 	n     int      // send: datagrams queued; receive: datagrams received
 
 	// syscall results, set by the bound functions.
@@ -75,11 +76,19 @@ type mmsgBatch struct {
 	sendF func(fd uintptr) bool
 }
 
-func newMmsgBatch(rc syscall.RawConn, size, bufSize int) *mmsgBatch {
+// newMmsgBatch returns a batch of size datagrams. For receiving, bufSize
+// is each datagram's buffer; overSize > 0 adds a second, separate buffer
+// per datagram for the rare long ones, so the buffers the fast path
+// touches stay compact (and in the cache).
+func newMmsgBatch(rc syscall.RawConn, size, bufSize, overSize int) *mmsgBatch {
+	iovPer := 1
+	if overSize > 0 {
+		iovPer = 2
+	}
 	b := &mmsgBatch{
 		rc:    rc,
 		hdrs:  make([]mmsghdr, size),
-		iovs:  make([]unix.Iovec, size),
+		iovs:  make([]unix.Iovec, size*iovPer),
 		names: make([]sockaddr, size),
 		bufs:  make([][]byte, size),
 	}
@@ -89,9 +98,16 @@ func newMmsgBatch(rc syscall.RawConn, size, bufSize int) *mmsgBatch {
 			b.bufs[i] = mem[i*bufSize : (i+1)*bufSize : (i+1)*bufSize]
 		}
 	}
+	if overSize > 0 {
+		mem := make([]byte, size*overSize)
+		b.over = make([][]byte, size)
+		for i := range b.over {
+			b.over[i] = mem[i*overSize : (i+1)*overSize : (i+1)*overSize]
+		}
+	}
 	for i := range b.hdrs {
-		b.hdrs[i].hdr.Iov = &b.iovs[i]
-		b.hdrs[i].hdr.Iovlen = 1
+		b.hdrs[i].hdr.Iov = &b.iovs[i*iovPer]
+		b.hdrs[i].hdr.Iovlen = uint64(iovPer)
 		b.hdrs[i].hdr.Name = &b.names[i].raw[0]
 	}
 	b.recvF = b.recvmmsg
@@ -115,8 +131,15 @@ func (b *mmsgBatch) recvmmsg(fd uintptr) bool {
 // datagram i is b.bufs[i][:b.hdrs[i].len] from b.names[i].
 func (b *mmsgBatch) recv() (int, error) {
 	for i := range b.hdrs {
-		b.iovs[i].Base = &b.bufs[i][0]
-		b.iovs[i].SetLen(len(b.bufs[i]))
+		if b.over != nil {
+			b.iovs[2*i].Base = &b.bufs[i][0]
+			b.iovs[2*i].SetLen(len(b.bufs[i]))
+			b.iovs[2*i+1].Base = &b.over[i][0]
+			b.iovs[2*i+1].SetLen(len(b.over[i]))
+		} else {
+			b.iovs[i].Base = &b.bufs[i][0]
+			b.iovs[i].SetLen(len(b.bufs[i]))
+		}
 		b.hdrs[i].hdr.Namelen = unix.SizeofSockaddrInet6
 		b.hdrs[i].hdr.Flags = 0
 		b.hdrs[i].len = 0
@@ -133,6 +156,19 @@ func (b *mmsgBatch) recv() (int, error) {
 		b.names[i].len = b.hdrs[i].hdr.Namelen
 	}
 	return b.res, nil
+}
+
+// datagram returns received datagram i as one slice: in place if it fit
+// the first buffer, else assembled into scratch (rare; no allocation).
+func (b *mmsgBatch) datagram(i int, scratch []byte) []byte {
+	n := int(b.hdrs[i].len)
+	first := len(b.bufs[i])
+	if n <= first || b.over == nil {
+		return b.bufs[i][:min(n, first)]
+	}
+	copy(scratch, b.bufs[i])
+	m := copy(scratch[first:], b.over[i][:n-first])
+	return scratch[:first+m]
 }
 
 // queue adds datagram p (retained until flush) to the send batch; it

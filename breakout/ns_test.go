@@ -153,6 +153,9 @@ func newSGW(t testing.TB, ns *testNS, tunName string, ue netip.Prefix, listen, b
 	s.conn = ns.listenUDP(t, listen.String())
 	ns.do(t, func() error {
 		cfg := Config{Name: "sgw", TUNName: tunName, MTU: 1500, TUNAddr: ue, NoNAT: true}
+		if ue.Addr().Is6() {
+			cfg.Pools = []netip.Prefix{ue} // keeps IPv6 enabled on the device
+		}
 		var err error
 		s.tun, err = openTUN(&cfg, 1, netns.None())
 		return err
@@ -178,7 +181,7 @@ func (s *sgw) uplink() {
 			return
 		}
 		p := bufs[0][:sizes[0]]
-		if len(p) < 20 || p[0]>>4 != 4 {
+		if _, _, ok := innerAddrs(p); !ok {
 			continue
 		}
 		seq++

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/wmnsk/go-gtp/gtpv1/ie"
 	"github.com/wmnsk/go-gtp/gtpv1/message"
 )
 
@@ -83,10 +84,17 @@ func TestProtocol(t *testing.T) {
 	ns := newNS(t, "proto")
 	clock := &fakeClock{now: time.Unix(1_800_000_000, 0)}
 	reg := prometheus.NewRegistry()
+	errInds := make(chan TEID, 1)
 	bo, err := New(Config{
 		Name: "proto", Listen: netip.MustParseAddrPort("127.0.30.1:2152"), NetNS: ns.path(), Workers: 2,
 		TUNName: "rdvbo-p0", Pools: []netip.Prefix{netip.MustParsePrefix("10.45.0.0/16")},
 		TUNAddr: netip.MustParsePrefix("10.45.0.1/32"), Now: clock.Now, Registerer: reg,
+		OnErrorIndication: func(_ netip.AddrPort, teid TEID) {
+			select {
+			case errInds <- teid:
+			default:
+			}
+		},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -198,6 +206,20 @@ func TestProtocol(t *testing.T) {
 		}
 	})
 
+	t.Run("Uplink jumbo datagram across both receive buffers", func(t *testing.T) {
+		before, _ := bo.Counters(tun.LocalTEID)
+		inner := ipv4UDP(ue, internet, 5000)
+		send(peer, gpdu(t, tun.LocalTEID, inner))
+		waitFor(t, "the jumbo uplink packet", func() bool { c, _ := bo.Counters(tun.LocalTEID); return c.PacketsUp == before.PacketsUp+1 })
+		if c, _ := bo.Counters(tun.LocalTEID); c.BytesUp != before.BytesUp+uint64(len(inner)) {
+			t.Errorf("counters %+v", c)
+		}
+		// Longer than both buffers: truncated by the kernel, dropped, counted.
+		lengthDrops := bo.Stats().Dropped["length"]
+		send(peer, gpdu(t, tun.LocalTEID, ipv4UDP(ue, internet, 9300)))
+		waitFor(t, "the oversize datagram to be dropped", func() bool { return bo.Stats().Dropped["length"] == lengthDrops+1 })
+	})
+
 	t.Run("Downlink", func(t *testing.T) {
 		var c *net.UDPConn
 		ns.do(t, func() (err error) {
@@ -254,8 +276,24 @@ func TestProtocol(t *testing.T) {
 			t.Fatal(err)
 		}
 		// Counters survive a replacing Install.
-		if c, _ := bo.Counters(tun.LocalTEID); c.PacketsUp != 1 || c.PacketsDown != 1 {
+		if c, _ := bo.Counters(tun.LocalTEID); c.PacketsUp != 2 || c.PacketsDown != 1 {
 			t.Errorf("counters after reinstall %+v", c)
+		}
+	})
+
+	t.Run("Error Indication from the peer reaches the hook", func(t *testing.T) {
+		b, err := message.NewErrorIndication(0, 0, ie.NewTEIDDataI(uint32(tun.PeerTEID)), ie.NewGSNAddress("127.0.30.2")).Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		send(peer, b)
+		select {
+		case teid := <-errInds:
+			if teid != tun.PeerTEID {
+				t.Fatalf("hook got TEID %#x, want %#x", teid, tun.PeerTEID)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("OnErrorIndication not called")
 		}
 	})
 
@@ -299,7 +337,7 @@ func TestProtocol(t *testing.T) {
 
 	t.Run("Remove", func(t *testing.T) {
 		c, err := bo.Remove(tun.LocalTEID)
-		if err != nil || c.PacketsUp != 1 || c.PacketsDown != 1 || c.Dropped != 3 { // spoofed peer, spoofed UE, malformed inner
+		if err != nil || c.PacketsUp != 2 || c.PacketsDown != 1 || c.Dropped != 3 { // spoofed peer, spoofed UE, malformed inner
 			t.Fatalf("Remove = %+v, %v", c, err)
 		}
 		if _, err := bo.Remove(tun.LocalTEID); !errors.Is(err, ErrUnknownTEID) {
@@ -390,4 +428,66 @@ func TestWithoutNetAdmin(t *testing.T) {
 		t.Fatalf("child output lacks the explanation:\n%s", out)
 	}
 	t.Logf("%s", out)
+}
+
+// TestInstallRemoveUnderTraffic: the control plane churns tunnels while
+// the workers forward; under -race this checks the lock-free tables, and
+// every packet is accounted for (forwarded or dropped as unknown TEID).
+func TestInstallRemoveUnderTraffic(t *testing.T) {
+	requireRoot(t)
+	ns := newNS(t, "churn")
+	ns.ip(t, "route", "add", "blackhole", "198.51.100.0/24")
+	bo, err := New(Config{
+		Name: "churn", Listen: netip.MustParseAddrPort("127.0.30.1:2152"), NetNS: ns.path(), Workers: 2,
+		TUNName: "rdvbo-c0", Pools: []netip.Prefix{netip.MustParsePrefix("10.45.0.0/16")}, NoNAT: true,
+		ErrorIndicationRate: 1e6, ErrorIndicationBurst: 1 << 20,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bo.Close()
+	const tunnels, packets = 32, 4000
+	peerAP := netip.MustParseAddrPort("127.0.30.2:2152")
+	peer := ns.listenUDP(t, peerAP.String())
+	ue := func(i int) netip.Addr { return netip.AddrFrom4([4]byte{10, 45, 1, byte(i)}) }
+	pkts := make([][]byte, tunnels)
+	for i := range pkts {
+		pkts[i] = gpdu(t, TEID(i+1), ipv4UDP(ue(i), netip.MustParseAddr("198.51.100.1"), 20))
+	}
+	stop := make(chan struct{})
+	churned := make(chan int)
+	go func() {
+		n := 0
+		for {
+			select {
+			case <-stop:
+				churned <- n
+				return
+			default:
+			}
+			i := n % tunnels
+			tn := Tunnel{LocalTEID: TEID(i + 1), PeerTEID: TEID(i + 100), Peer: peerAP, UE: ue(i)}
+			if n%3 == 2 {
+				bo.Remove(tn.LocalTEID)
+			} else if err := bo.Install(tn); err != nil {
+				t.Error(err)
+			}
+			n++
+		}
+	}()
+	to := net.UDPAddrFromAddrPort(bo.LocalAddr())
+	for i := 0; i < packets; i++ {
+		if _, err := peer.WriteToUDP(pkts[i%tunnels], to); err != nil {
+			t.Fatal(err)
+		}
+	}
+	close(stop)
+	t.Logf("%d installs/removes during the run", <-churned)
+	waitFor(t, "every packet to be accounted for", func() bool {
+		s := bo.Stats()
+		return s.PacketsUp+s.Dropped["unknown_teid"] == packets
+	})
+	if s := bo.Stats(); s.PacketsUp == 0 || len(s.Dropped) > 1 {
+		t.Errorf("stats %+v", s)
+	}
 }

@@ -37,9 +37,14 @@ type stats struct {
 func (s *stats) drop(r dropReason) { s.c[statDrop0+int(r)].Add(1) }
 
 const (
-	// rxBufSize bounds one received GTP-U datagram (jumbo frames fit); a
-	// larger one is truncated by the kernel, detected and dropped.
-	rxBufSize = 9216 + 64
+	// rxBufSize is the compact receive buffer per datagram (a G-PDU with
+	// a 1500-octet inner packet and extension headers fits); rxOverSize
+	// extends it for jumbo datagrams through a second iovec. Longer ones
+	// are truncated by the kernel, detected and dropped. Compact buffers
+	// matter: 64 x 9 KiB would not stay in the cache (measured: -20 %
+	// packets per CPU-second at 1400 octets).
+	rxBufSize  = 2048
+	rxOverSize = 9216 + 64 - rxBufSize
 	// ctlBufSize fits the longest reply we build (Error Indication, IPv6).
 	ctlBufSize = 64
 )
@@ -53,6 +58,7 @@ type worker struct {
 	down *stats
 
 	rx      *mmsgBatch // uplink receive
+	scratch []byte     // a long datagram reassembled from its two iovecs
 	ctl     *mmsgBatch // uplink replies (Echo Response, Error Indication)
 	ctlBufs [][]byte
 	tx      *mmsgBatch // downlink send
@@ -68,7 +74,8 @@ func (b *Breakout) newWorker(i int, up, down *stats) (*worker, error) {
 	}
 	n := b.cfg.BatchSize
 	w := &worker{b: b, id: i, q: b.egress.Queue(i), up: up, down: down,
-		rx: newMmsgBatch(rc, n, rxBufSize), ctl: newMmsgBatch(rc, n, 0), tx: newMmsgBatch(rc, n, 0)}
+		rx: newMmsgBatch(rc, n, rxBufSize, rxOverSize), ctl: newMmsgBatch(rc, n, 0, 0), tx: newMmsgBatch(rc, n, 0, 0),
+		scratch: make([]byte, rxBufSize+rxOverSize)}
 	ctlMem := make([]byte, n*ctlBufSize)
 	dlSize := gtpuHeaderLen + b.cfg.MTU + 1 // +1: a full buffer means truncated
 	dlMem := make([]byte, n*dlSize)
@@ -106,7 +113,7 @@ func (w *worker) uplink() {
 				w.up.drop(dropLength)
 				continue
 			}
-			w.handleUp(w.rx.bufs[i][:h.len], &w.rx.names[i])
+			w.handleUp(w.rx.datagram(i, w.scratch), &w.rx.names[i])
 		}
 		if w.ctl.n > 0 {
 			_, failed := w.ctl.flush()

@@ -46,8 +46,9 @@ func runDrill(t *testing.T, l *lab.Lab, rec *lab.Recorder, spec string, settle t
 // TestDrillKillRegion: kill a region's node while devices from 30 countries
 // are attached → the leader fails the region over, its devices are re-homed
 // (CLR with Reattach-Required) and pass data at the next-nearest region, no
-// session is lost in the other regions, and every device ends at its nearest
-// healthy region.
+// session is lost in the other regions; restore it (restart, restore,
+// rebalance) → they move back, and every device ends at its nearest healthy
+// region.
 func TestDrillKillRegion(t *testing.T) {
 	l := startLab(t, 60)
 	rec := lab.NewRecorder()
@@ -56,7 +57,7 @@ func TestDrillKillRegion(t *testing.T) {
 	if leader, _ := l.Nodes()[0].Consensus().Leader(); leader == "de" {
 		victim = "AU"
 	}
-	rep := runDrill(t, l, rec, "kill "+victim+" at 500ms", 20*time.Second)
+	rep := runDrill(t, l, rec, "kill "+victim+" at 500ms; restore "+victim+" at 12s", 15*time.Second)
 	s := rep.Steps[0]
 	if s.DecidedMS < 0 {
 		t.Errorf("the failure of %s was never committed", victim)
@@ -69,6 +70,9 @@ func TestDrillKillRegion(t *testing.T) {
 	}
 	if s.SessionsLostElsewhere != 0 {
 		t.Errorf("%d sessions lost in regions that were not faulted", s.SessionsLostElsewhere)
+	}
+	if r := rep.Steps[1]; r.NotRecovered != 0 || r.Affected != s.Affected {
+		t.Errorf("restore: %d of %d devices did not move back to %s (%d had left)", r.NotRecovered, r.Affected, victim, s.Affected)
 	}
 	if rep.NotNearestAfter != 0 {
 		t.Errorf("%d devices are not at their nearest healthy region afterwards", rep.NotNearestAfter)

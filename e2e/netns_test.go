@@ -201,6 +201,7 @@ func TestNetnsFailover(t *testing.T) {
 	if err := c.Partition(ctx, cut); err != nil {
 		t.Fatal(err)
 	}
+	cutAt := time.Now()
 	waitFor(t, 30*time.Second, "the majority fails "+cut+" over", func() bool {
 		return tableState(c, leader, cutRegion) == "failed"
 	})
@@ -211,9 +212,11 @@ func TestNetnsFailover(t *testing.T) {
 			t.Errorf("partitioned %s changed its table: %s %s@%d → %s@%d", cut, r, row.State, row.Epoch, g.State, g.Epoch)
 		}
 	}
+	failedAfter := time.Since(cutAt)
 	if err := c.Heal(ctx, cut); err != nil {
 		t.Fatal(err)
 	}
+	healedAt := time.Now()
 	waitFor(t, 40*time.Second, string(cutRegion)+" restored after heal", func() bool {
 		for _, n := range c.Nodes() {
 			if tableState(c, n, cutRegion) != "active" {
@@ -222,6 +225,8 @@ func TestNetnsFailover(t *testing.T) {
 		}
 		return true
 	})
+	t.Logf("partition %s: the majority failed it over after %v, its own table unchanged; heal: restored by policy after %v",
+		cut, failedAfter.Round(time.Millisecond), time.Since(healedAt).Round(time.Millisecond))
 	// The devices moved off the partitioned region come back when an
 	// operator rebalances it.
 	if _, err := c.API(leader).Act(ctx, cutRegion, opapi.Rebalance); err != nil {
@@ -324,4 +329,30 @@ func pct(ds []time.Duration, p int) time.Duration {
 		i--
 	}
 	return ds[i].Round(time.Millisecond)
+}
+
+// TestNetnsFailedStartCleansUp: a start that fails after the namespaces
+// and PostgreSQL are up (the node processes exit at once) removes
+// everything it created.
+func TestNetnsFailedStartCleansUp(t *testing.T) {
+	requireRoot(t)
+	pgDirs := func() int { m, _ := filepath.Glob(filepath.Join(os.TempDir(), "rdvns-pg-*")); return len(m) }
+	pgBefore := pgDirs()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	c, err := netns.Start(ctx, netns.Config{StateDir: t.TempDir(), Command: []string{"/bin/false"}, Subscribers: 4})
+	if err == nil {
+		c.Close()
+		t.Fatal("start with children that exit at once succeeded")
+	}
+	t.Logf("start failed as it should: %v", err)
+	if ns, _ := filepath.Glob("/run/netns/rdvns-*"); len(ns) > 0 {
+		t.Errorf("namespaces left behind: %v", ns)
+	}
+	if _, err := os.Stat("/sys/class/net/rdvns-host"); err == nil {
+		t.Error("host link rdvns-host left behind")
+	}
+	if n := pgDirs(); n > pgBefore {
+		t.Errorf("PostgreSQL data directory left behind (%d → %d)", pgBefore, n)
+	}
 }

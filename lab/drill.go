@@ -162,6 +162,10 @@ type StepReport struct {
 	// over the affected devices that recovered before the step ended.
 	Recovery     Millis `json:"recovery"`
 	NotRecovered int    `json:"not_recovered"`
+	// RecoveredPerSec is the observed re-homing rate: recovered devices
+	// over the span from the first to the last recovery (compare with the
+	// configured rehome rate times the nodes holding the MMEs).
+	RecoveredPerSec float64 `json:"recovered_per_sec,omitempty"`
 	// AttachesFailed counts attach failures during the step.
 	AttachesFailed int `json:"attaches_failed"`
 	// SessionsLostElsewhere counts devices served by regions that were not
@@ -277,7 +281,17 @@ func (l *Lab) runStep(ctx context.Context, s Step, rec *Recorder, end time.Time)
 	// Who is where before the fault.
 	affected := map[topology.IMSI]bool{}
 	for imsi, d := range rec.Devices() {
-		if d.Attached && d.Region == s.Region {
+		switch {
+		case s.Kind == StepRestore:
+			// Devices that belong back in the restored region.
+			all := map[topology.RegionID]bool{}
+			for _, r := range topology.Regions() {
+				all[r.ID] = true
+			}
+			if d.Attached && d.Region != s.Region && l.nearestHealthy(imsi, rec, all) == s.Region {
+				affected[imsi] = true
+			}
+		case d.Attached && d.Region == s.Region:
 			affected[imsi] = true
 		}
 	}
@@ -363,7 +377,9 @@ func (l *Lab) runStep(ctx context.Context, s Step, rec *Recorder, end time.Time)
 	for _, e := range rec.Since(faultAt) {
 		switch e.Kind {
 		case roamsim.EventFirstData:
-			if affected[e.IMSI] && e.Region != s.Region {
+			back := s.Kind == StepRestore && e.Region == s.Region
+			away := s.Kind != StepRestore && e.Region != s.Region
+			if affected[e.IMSI] && (back || away) {
 				if _, ok := recovered[e.IMSI]; !ok {
 					recovered[e.IMSI] = e.Time.Sub(faultAt)
 				}
@@ -371,7 +387,7 @@ func (l *Lab) runStep(ctx context.Context, s Step, rec *Recorder, end time.Time)
 		case roamsim.EventAttachFailed:
 			sr.AttachesFailed++
 		case roamsim.EventCancelled, roamsim.EventBearerDelete, roamsim.EventDetached:
-			if !affected[e.IMSI] && e.Region != s.Region && e.Region != "" {
+			if s.Kind != StepRestore && !affected[e.IMSI] && e.Region != s.Region && e.Region != "" {
 				sr.SessionsLostElsewhere++
 			}
 		}
@@ -381,7 +397,12 @@ func (l *Lab) runStep(ctx context.Context, s Step, rec *Recorder, end time.Time)
 		ds = append(ds, d)
 	}
 	sr.Recovery = summarize(ds)
-	if s.Kind == StepKill || s.Kind == StepPartition || s.Kind == StepPause {
+	if len(ds) > 1 {
+		if span := ds[len(ds)-1] - ds[0]; span > 0 {
+			sr.RecoveredPerSec = float64(len(ds)-1) / span.Seconds()
+		}
+	}
+	if s.Kind != StepRegistryDown {
 		sr.NotRecovered = len(affected) - len(recovered)
 	}
 	return sr
@@ -427,14 +448,29 @@ func (l *Lab) allDecided(victim string, r topology.RegionID, before consensus.Ta
 	return any
 }
 
-// restoreRegion asks the raft leader to restore a region (in-process: the
-// leader's node is at hand).
+// restoreRegion is the operator's way back to normal: restore the region
+// in the committed table, then rebalance it so that the devices whose
+// nearest region it is move back, at the re-homing rate (restore alone never
+// forces devices back, DESIGN.md §2). In-process, the leader is at hand.
 func (l *Lab) restoreRegion(ctx context.Context, r topology.RegionID) {
 	deadline := time.Now().Add(30 * time.Second)
+	restored := false
 	for time.Now().Before(deadline) {
 		for _, n := range l.Nodes() {
-			if n.Consensus().IsLeader() {
-				if _, err := n.Consensus().Restore(ctx, r, "drill: restore"); err == nil {
+			if !n.Consensus().IsLeader() {
+				continue
+			}
+			c := n.Consensus()
+			if !restored {
+				row := c.Table().Regions[r]
+				if row.State == steering.StateActive {
+					restored = true // the policy was quicker
+				} else if _, err := c.Restore(ctx, r, "drill: restore"); err == nil {
+					restored = true
+				}
+			}
+			if restored {
+				if _, err := c.Rebalance(ctx, r, "drill: restore"); err == nil {
 					return
 				}
 			}

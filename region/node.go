@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus"
@@ -296,15 +297,18 @@ func (n *Node) startCore(reg prometheus.Registerer) error {
 		return err
 	}
 	st, err := session.New(session.Config{
-		NodeID:     nodeID,
-		Node:       n.self.Name,
-		Region:     n.self.Region,
-		Pools:      pools,
-		Tunnels:    b,
-		Anchors:    n.store.Anchors(),
-		Usage:      n.store,
-		Logger:     n.log.With("component", "session"),
-		Registerer: reg,
+		NodeID:  nodeID,
+		Node:    n.self.Name,
+		Region:  n.self.Region,
+		Pools:   pools,
+		Tunnels: b,
+		Anchors: n.store.Anchors(),
+		Usage:   n.store,
+		// Interim usage records (deltas) so that long sessions are billed
+		// before they end, and a node crash loses at most this much.
+		UsageInterval: 5 * time.Minute,
+		Logger:        n.log.With("component", "session"),
+		Registerer:    reg,
 	})
 	if err != nil {
 		return fmt.Errorf("region: %w", err)
@@ -312,27 +316,15 @@ func (n *Node) startCore(reg prometheus.Registerer) error {
 	n.sessions = st
 	n.addCloser("sessions", st.Close)
 
-	// The GTP-C endpoint reports peer restarts to whichever of PGW/GGSN
-	// speaks that version; both are built right after it.
-	var pgwRef *pgw.PGW
-	var ggsnRef *ggsn.GGSN
-	var refMu sync.Mutex
 	ep, err := gtpc.New(gtpc.Config{
 		Addrs:    []netip.AddrPort{n.self.GTPC},
 		StateDir: filepath.Join(n.cfg.StateDir, "gtpc"),
+		// The endpoint has already removed the peer's sessions through the
+		// PGW's or GGSN's PeerRestarted (TS 23.007 §16.1.1 / §18) when this
+		// runs; the node only reports it.
 		OnPeerRestart: func(ev gtpc.PeerRestart) {
-			refMu.Lock()
-			p, g := pgwRef, ggsnRef
-			refMu.Unlock()
-			removed := 0
-			switch {
-			case ev.Version == gtpc.V2 && p != nil:
-				removed = p.PeerRestarted(ev)
-			case ev.Version == gtpc.V1 && g != nil:
-				removed = g.PeerRestarted(ev)
-			}
 			n.log.Warn("GTP peer restarted; its sessions were removed", "version", ev.Version, "peer", ev.Peer,
-				"old", ev.Old, "new", ev.New, "removed", removed)
+				"old", ev.Old, "new", ev.New, "removed", ev.Removed)
 		},
 		Logger:     n.log.With("component", "gtpc"),
 		Registerer: reg,
@@ -373,9 +365,6 @@ func (n *Node) startCore(reg prometheus.Registerer) error {
 		return fmt.Errorf("region: %w", err)
 	}
 	n.addCloser("ggsn", g.Close)
-	refMu.Lock()
-	pgwRef, ggsnRef = p, g
-	refMu.Unlock()
 	n.pgw, n.ggsn = p, g
 
 	// The HSS last: it is what sends devices here.

@@ -23,8 +23,9 @@ var probeMagic = [8]byte{'r', 'o', 'a', 'm', 's', 'i', 'm', 0}
 type dataHandler interface {
 	// probeReply: a reply for the probe seq arrived on our U-TEID teid.
 	probeReply(teid uint32, seq uint16)
-	// errorIndication: the peer does not know our tunnel (TEID in the IE).
-	errorIndication(from netip.AddrPort)
+	// errorIndication: the peer at gsn does not know its tunnel teid (the
+	// TEID we sent G-PDUs with), TS 29.281 §7.3.1.
+	errorIndication(teid uint32, gsn netip.Addr)
 }
 
 // dataPlane is the SGW/SGSN user plane: one UDP socket on the U address, a
@@ -188,7 +189,11 @@ func (d *dataPlane) handle(b []byte, from netip.AddrPort) {
 		_, _ = d.conn.WriteToUDPAddrPort(out, from)
 	case gtpuErrorInd:
 		d.errInd.Add(1)
-		d.h.errorIndication(from)
+		if teid, gsn, ok := parseErrorIndication(body); ok {
+			d.h.errorIndication(teid, gsn)
+		} else {
+			d.malformed.Add(1)
+		}
 	case gtpuGPDU:
 		id, sq, ok := parseProbeReply(body)
 		if !ok {
@@ -228,4 +233,42 @@ func parseProbeReply(p []byte) (id, seq uint16, ok bool) {
 		}
 	}
 	return 0, 0, false
+}
+
+// parseErrorIndication reads the mandatory IEs of an Error Indication
+// (TS 29.281 §7.3.1): Tunnel Endpoint Identifier Data I (type 16, TV, 4
+// octets) and GTP-U Peer Address (type 133, TLV, IPv4 or IPv6).
+func parseErrorIndication(b []byte) (teid uint32, gsn netip.Addr, ok bool) {
+	var haveTEID bool
+	for len(b) > 0 {
+		switch t := b[0]; {
+		case t == 16:
+			if len(b) < 5 {
+				return 0, gsn, false
+			}
+			teid, haveTEID = binary.BigEndian.Uint32(b[1:5]), true
+			b = b[5:]
+		case t == 14: // Recovery (TV, 1)
+			if len(b) < 2 {
+				return 0, gsn, false
+			}
+			b = b[2:]
+		case t >= 128: // TLV
+			if len(b) < 3 {
+				return 0, gsn, false
+			}
+			l := int(binary.BigEndian.Uint16(b[1:3]))
+			if len(b) < 3+l {
+				return 0, gsn, false
+			}
+			if t == 133 {
+				gsn, _ = netip.AddrFromSlice(b[3 : 3+l])
+				gsn = gsn.Unmap()
+			}
+			b = b[3+l:]
+		default:
+			return 0, gsn, false // unknown TV IE: length unknown
+		}
+	}
+	return teid, gsn, haveTEID && gsn.IsValid()
 }

@@ -390,8 +390,8 @@ func (m *mme) AIR(ctx context.Context, imsi string, visited [3]byte, resync []by
 	return vs, nil
 }
 
-// ULAInfo is what the MME takes from an Update-Location-Answer.
-type ULAInfo struct {
+// ulaInfo is what the MME takes from an Update-Location-Answer.
+type ulaInfo struct {
 	PGW     netip.Addr // MIP-Home-Agent-Address
 	PGWHost string     // MIP-Home-Agent-Host/Destination-Host
 	APN     string     // Service-Selection of the chosen APN-Configuration
@@ -399,29 +399,29 @@ type ULAInfo struct {
 }
 
 // ULR sends an Update-Location-Request and returns the PGW of the APN.
-func (m *mme) ULR(ctx context.Context, imsi string, visited [3]byte, apn string) (ULAInfo, error) {
+func (m *mme) ULR(ctx context.Context, imsi string, visited [3]byte, apn string) (ulaInfo, error) {
 	r, _ := m.newRequest(diam.UpdateLocation, imsi)
 	r.NewAVP(avp.RATType, avp.Mbit|avp.Vbit, vendor3GPP, datatype.Enumerated(ratEUTRAN))
 	r.NewAVP(avp.ULRFlags, avp.Mbit|avp.Vbit, vendor3GPP, datatype.Unsigned32(ulrS6aIndicator|ulrInitialAttach))
 	r.NewAVP(avp.VisitedPLMNID, avp.Mbit|avp.Vbit, vendor3GPP, datatype.OctetString(visited[:]))
 	a, err := m.roundTrip(ctx, r, imsi)
 	if err != nil {
-		return ULAInfo{}, fmt.Errorf("roamsim: ULR: %w", err)
+		return ulaInfo{}, fmt.Errorf("roamsim: ULR: %w", err)
 	}
 	if err := resultOf("ULA", a.AVP); err != nil {
-		return ULAInfo{}, err
+		return ulaInfo{}, err
 	}
 	return parseSubscription("ULA", a.AVP, apn)
 }
 
 // parseSubscription picks the APN-Configuration for apn ("" = the
 // profile's default Context-Identifier) and reads its MIP6-Agent-Info.
-func parseSubscription(cmd string, avps []*diam.AVP, apn string) (ULAInfo, error) {
+func parseSubscription(cmd string, avps []*diam.AVP, apn string) (ulaInfo, error) {
 	sd := first(avps, avp.SubscriptionData)
 	if sd == nil {
-		return ULAInfo{}, &FormatError{Msg: cmd, Detail: "no Subscription-Data"}
+		return ulaInfo{}, &FormatError{Msg: cmd, Detail: "no Subscription-Data"}
 	}
-	var info ULAInfo
+	var info ulaInfo
 	if ms := octets(first(grouped(sd), avp.MSISDN)); ms != nil {
 		info.MSISDN = tbcd(ms)
 	}
@@ -433,7 +433,7 @@ func parseSubscription(cmd string, avps []*diam.AVP, apn string) (ULAInfo, error
 	var chosen []*diam.AVP
 	for _, ac := range children(grouped(prof), avp.APNConfiguration) {
 		g := grouped(ac)
-		name := str(firstV(g, avp.ServiceSelection))
+		name := str(first(g, avp.ServiceSelection))
 		ctxID, _ := u32(first(g, avp.ContextIdentifier))
 		if (apn != "" && strings.EqualFold(name, apn)) || (apn == "" && ctxID == def) {
 			chosen = g
@@ -447,7 +447,7 @@ func parseSubscription(cmd string, avps []*diam.AVP, apn string) (ULAInfo, error
 	if chosen == nil {
 		return info, &FormatError{Msg: cmd, Detail: fmt.Sprintf("no APN-Configuration for APN %q", apn)}
 	}
-	mip := firstV(chosen, avp.MIP6AgentInfo)
+	mip := first(chosen, avp.MIP6AgentInfo)
 	if mip == nil {
 		return info, &FormatError{Msg: cmd, Detail: fmt.Sprintf("APN %q: no MIP6-Agent-Info (no PGW named)", info.APN)}
 	}
@@ -456,7 +456,7 @@ func parseSubscription(cmd string, avps []*diam.AVP, apn string) (ULAInfo, error
 			info.PGW = ip
 		}
 	}
-	if h := firstV(grouped(mip), avp.MIPHomeAgentHost); h != nil {
+	if h := first(grouped(mip), avp.MIPHomeAgentHost); h != nil {
 		info.PGWHost = str(first(grouped(h), avp.DestinationHost))
 	}
 	if !info.PGW.IsValid() {
@@ -598,9 +598,6 @@ func first(avps []*diam.AVP, code uint32) *diam.AVP {
 	}
 	return nil
 }
-
-// firstV is first for IETF AVPs that peers may send with either vendor.
-func firstV(avps []*diam.AVP, code uint32) *diam.AVP { return first(avps, code) }
 
 func u32(a *diam.AVP) (uint32, bool) {
 	if a == nil || a.Data == nil {

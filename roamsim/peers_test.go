@@ -474,6 +474,14 @@ func (p *testPGW) serveU() {
 			p.echoed++
 		}
 		p.mu.Unlock()
+		if s == nil {
+			// Error Indication: TEID Data I 16, GTP-U Peer Address 133.
+			ip4 := p.ip.As4()
+			ei := []byte{0x32, gtpuErrorInd, 0, 16, 0, 0, 0, 0, 0, 0, 0, 0, 16, 0, 0, 0, 0, 133, 0, 4, ip4[0], ip4[1], ip4[2], ip4[3]}
+			binary.BigEndian.PutUint32(ei[13:17], teid)
+			p.u.WriteToUDPAddrPort(ei, from)
+			continue
+		}
 		ip := b[8:]
 		if s == nil || ip[9] != 1 || ip[20] != 8 {
 			continue
@@ -516,6 +524,20 @@ func (p *testPGW) deleteBearer(imsi string, cause uint8) bool {
 	}
 	p.sendTo(message.NewDeleteBearerRequest(s.sgwC, 0x4242, ie.NewEPSBearerID(5), ie.NewCause(cause, 0, 0, 0, nil)), s.sgwCAddr)
 	return true
+}
+
+// forget drops the session of imsi silently (a PGW that lost state).
+func (p *testPGW) forget(imsi string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for k, v := range p.byC {
+		if v.imsi == imsi {
+			delete(p.byC, k)
+			delete(p.byU, k)
+			return true
+		}
+	}
+	return false
 }
 
 // restart forgets every session and bumps the restart counter.

@@ -704,7 +704,31 @@ func (s *Sim) probeReply(teid uint32, seq uint16) {
 	}
 }
 
-func (s *Sim) errorIndication(from netip.AddrPort) {}
+// errorIndication: the PGW/GGSN at gsn lost the tunnel it knows as teid. As
+// an SGW does (TS 23.007 §20.2), the bearer is dropped and — in Continuous
+// mode — the device re-attaches. O(devices), but Error Indications are rare.
+func (s *Sim) errorIndication(teid uint32, gsn netip.Addr) {
+	for _, d := range s.devs {
+		d.mu.Lock()
+		hit := d.hasSess && d.sess.PeerU == teid && d.sess.PeerUAdr == gsn
+		if hit {
+			d.hasSess, d.outstanding, d.ph = false, false, phDetached
+		}
+		region := d.region
+		d.mu.Unlock()
+		if !hit {
+			continue
+		}
+		s.emit(Event{Kind: EventBearerDelete, IMSI: d.dev.IMSI, Country: d.country, Region: region,
+			Cause: fmt.Sprintf("GTP-U Error Indication from %v", gsn)})
+		if s.cfg.Mode == Continuous {
+			s.sched.push(time.Now().Add(s.cfg.ReattachDelay), job{kind: jobReattach, d: d})
+		} else {
+			s.markTerminal(d)
+		}
+		return
+	}
+}
 
 // prober is the one goroutine that sends probes and expires lost ones.
 func (s *Sim) prober(ctx context.Context) {

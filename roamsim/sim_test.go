@@ -278,8 +278,8 @@ func TestMalformedAndSocketErrors(t *testing.T) {
 
 type nopData struct{}
 
-func (nopData) probeReply(uint32, uint16)      {}
-func (nopData) errorIndication(netip.AddrPort) {}
+func (nopData) probeReply(uint32, uint16)          {}
+func (nopData) errorIndication(uint32, netip.Addr) {}
 
 var _ = errors.New
 
@@ -365,11 +365,11 @@ func TestOneShot3G(t *testing.T) {
 
 type nopGTPC struct{}
 
-func (nopGTPC) deleteBearer(uint32, uint8)     {}
-func (nopGTPC) deletePDP(uint32, bool)         {}
-func (nopGTPC) peerTEID(uint32) uint32         { return 0 }
-func (nopGTPC) errorIndication(netip.AddrPort) {}
-func (nopGTPC) probeReply(uint32, uint16)      {}
+func (nopGTPC) deleteBearer(uint32, uint8)         {}
+func (nopGTPC) deletePDP(uint32, bool)             {}
+func (nopGTPC) peerTEID(uint32) uint32             { return 0 }
+func (nopGTPC) errorIndication(uint32, netip.Addr) {}
+func (nopGTPC) probeReply(uint32, uint16)          {}
 
 // FuzzPeerInput: whatever a peer sends to the GTP-C or GTP-U socket is a
 // counted error or a handled message, never a panic.
@@ -386,12 +386,13 @@ func FuzzPeerInput(f *testing.F) {
 	defer dp.close()
 	to := e.localAddr()
 	for _, seed := range [][]byte{
-		{0x48, 99, 0, 13, 0, 0, 0, 1, 0, 0, 1, 0, 73, 0, 1, 0, 5},          // Delete Bearer Request
-		{0x48, 33, 0, 8, 0, 0, 0, 1, 0, 0, 1, 0},                           // empty CSResp
-		{0x40, 1, 0, 4, 0, 0, 1, 0},                                        // Echo Request
-		{0x32, 20, 0, 4, 0, 0, 0, 1, 0, 1, 0, 0},                           // v1 Delete PDP Context Request
-		{0x34, 0xff, 0, 8, 0, 0, 0, 1, 0, 0, 0, 0x85, 1, 0, 0, 0},          // GTP-U with ext header
-		{0x30, 0xff, 0, 28, 0, 0, 0, 1, 0x45, 0, 0, 28, 0, 0, 0, 0, 64, 1}, // truncated inner IPv4
+		{0x48, 99, 0, 13, 0, 0, 0, 1, 0, 0, 1, 0, 73, 0, 1, 0, 5},                          // Delete Bearer Request
+		{0x48, 33, 0, 8, 0, 0, 0, 1, 0, 0, 1, 0},                                           // empty CSResp
+		{0x40, 1, 0, 4, 0, 0, 1, 0},                                                        // Echo Request
+		{0x32, 20, 0, 4, 0, 0, 0, 1, 0, 1, 0, 0},                                           // v1 Delete PDP Context Request
+		{0x34, 0xff, 0, 8, 0, 0, 0, 1, 0, 0, 0, 0x85, 1, 0, 0, 0},                          // GTP-U with ext header
+		{0x30, 0xff, 0, 28, 0, 0, 0, 1, 0x45, 0, 0, 28, 0, 0, 0, 0, 64, 1},                 // truncated inner IPv4
+		{0x32, 26, 0, 16, 0, 0, 0, 0, 0, 0, 0, 0, 16, 0, 0, 0, 1, 133, 0, 4, 127, 0, 0, 1}, // Error Indication
 	} {
 		f.Add(seed)
 	}
@@ -480,5 +481,59 @@ func TestHSSFailover(t *testing.T) {
 	r := <-done
 	if r.Counters.DiameterConnect < 2 {
 		t.Errorf("counters %+v", r.Counters)
+	}
+}
+
+// TestErrorIndicationReattach: the PGW loses a session silently; the next
+// probe draws a GTP-U Error Indication and the device re-attaches.
+func TestErrorIndicationReattach(t *testing.T) {
+	devs := testDevices(t, 2)
+	l := newLab(t, 130, devs)
+	l.cfg.Mode = Continuous
+	l.cfg.DataInterval = 20 * time.Millisecond
+	l.cfg.ReattachDelay = time.Millisecond
+	l.cfg.EchoInterval = -1
+	evc := make(chan Event, 1024)
+	l.cfg.OnEvent = func(e Event) {
+		select {
+		case evc <- e:
+		default:
+		}
+	}
+	s, err := New(l.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan Report, 1)
+	go func() { r, _ := s.Run(ctx); done <- r }()
+	first := map[topology.IMSI]int{}
+	forgot := false
+	for first[devs[0].IMSI] < 2 {
+		e := <-evc
+		if e.Kind == EventFirstData {
+			first[e.IMSI]++
+		}
+		if !forgot && len(first) == 2 {
+			if !l.pgw.forget(string(devs[0].IMSI)) {
+				t.Fatal("no session to forget")
+			}
+			forgot = true
+		}
+	}
+	cancel()
+	r := <-done
+	if r.Counters.ErrorIndication < 1 {
+		t.Errorf("counters %+v", r.Counters)
+	}
+	for _, d := range r.Devices {
+		want := 1
+		if d.IMSI == devs[0].IMSI {
+			want = 2
+		}
+		if d.Attaches != want {
+			t.Errorf("%s: %d attaches, want %d", d.IMSI, d.Attaches, want)
+		}
 	}
 }

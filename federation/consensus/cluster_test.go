@@ -41,6 +41,15 @@ type preset struct {
 	profile membership.Profile
 	timing  consensus.Timing
 	policy  consensus.PolicyConfig
+	// wan emulates the notes' WAN RTTs between the nodes (wanRTT).
+	wan bool
+}
+
+// wanRTT is the RTT matrix of notes/federation.md's measurements (ms);
+// the witness sits at SG.
+var wanRTT = map[[2]string]time.Duration{
+	{"JP", "US"}: 120, {"JP", "DE"}: 230, {"JP", "AU"}: 120, {"US", "DE"}: 100, {"US", "AU"}: 190, {"DE", "AU"}: 290,
+	{"SG", "JP"}: 70, {"SG", "AU"}: 95, {"SG", "DE"}: 160, {"SG", "US"}: 190,
 }
 
 // fastPreset scales the production shape down for loopback tests.
@@ -95,6 +104,22 @@ func newFed(t *testing.T, base int, p preset) *fed {
 		f.nodes = append(f.nodes, &fnode{spec: s, ip: ip, dir: t.TempDir()})
 		f.seeds = append(f.seeds, netip.AddrPortFrom(ip, gossipPort).String())
 		f.srv = append(f.srv, consensus.Server{ID: s.name, Address: netip.AddrPortFrom(ip, raftPort).String(), Voter: true})
+	}
+	if p.wan {
+		site := map[netip.Addr]string{}
+		for _, n := range f.nodes {
+			site[n.ip] = string(n.region)
+			if n.region == "" {
+				site[n.ip] = "SG"
+			}
+		}
+		f.net.SetRTT(func(a, b netip.Addr) time.Duration {
+			x, y := site[a], site[b]
+			if d, ok := wanRTT[[2]string{x, y}]; ok {
+				return d * time.Millisecond
+			}
+			return wanRTT[[2]string{y, x}] * time.Millisecond
+		})
 	}
 	for i := range f.nodes {
 		f.start(i)

@@ -155,29 +155,42 @@ func (n *Node) run() {
 	defer n.wg.Done()
 	tick := time.NewTicker(n.cfg.Timing.PolicyTick)
 	defer tick.Stop()
+	needBarrier := false // won an election, Barrier not yet passed
 	for {
 		select {
 		case <-n.done:
 			return
 		case isLeader := <-n.notify:
 			n.setLeading(false)
-			if isLeader {
-				// Raft paper §8: a new leader does not know which entries
-				// of earlier terms are committed until it commits one of
-				// its own; Barrier does that and waits until the FSM has
-				// applied everything (Consul: consul#2644).
-				start := time.Now()
-				if err := n.raft.Barrier(n.cfg.Timing.ApplyTimeout).Error(); err != nil {
-					n.log.Warn("barrier after election failed; not deciding", "err", err)
-					continue
-				}
-				n.log.Info("leading: table is current", "barrier", time.Since(start), "index", n.raft.AppliedIndex())
-				n.setLeading(true)
+			needBarrier = isLeader
+			if needBarrier {
+				needBarrier = !n.barrier()
 			}
 		case <-tick.C:
+			if needBarrier {
+				// A failed Barrier is retried while this node still leads:
+				// otherwise it would lead a whole term without deciding.
+				needBarrier = n.raft.State() == raft.Leader && !n.barrier()
+			}
 			n.step()
 		}
 	}
+}
+
+// barrier makes the FSM current after an election and reports whether the
+// node may decide. Raft paper §8: a new leader does not know which entries
+// of earlier terms are committed until it commits one of its own; Barrier
+// does that and waits until the FSM has applied everything (Consul does the
+// same, consul#2644).
+func (n *Node) barrier() bool {
+	start := time.Now()
+	if err := n.raft.Barrier(n.cfg.Timing.ApplyTimeout).Error(); err != nil {
+		n.log.Warn("barrier after election failed; not deciding yet", "err", err)
+		return false
+	}
+	n.log.Info("leading: table is current", "barrier", time.Since(start), "index", n.raft.AppliedIndex())
+	n.setLeading(true)
+	return true
 }
 
 func (n *Node) setLeading(v bool) {
@@ -217,7 +230,7 @@ func (n *Node) step() {
 			continue
 		}
 		n.mu.Lock()
-		n.lastDecision = time.Now()
+		n.lastDecision = n.cfg.Now()
 		n.mu.Unlock()
 	}
 }
@@ -413,7 +426,10 @@ type Stats struct {
 	Applied     uint64
 	Servers     []Server
 	Health      []RegionHealth // the policy's view of each region
-	Table       Table
+	// LastDecision is when this node last committed a policy decision
+	// (zero if never).
+	LastDecision time.Time
+	Table        Table
 }
 
 // Stats returns the node's consensus status.
@@ -436,6 +452,7 @@ func (n *Node) Stats() Stats {
 	}
 	n.mu.Lock()
 	s.Health = append([]RegionHealth(nil), n.health...)
+	s.LastDecision = n.lastDecision
 	n.mu.Unlock()
 	return s
 }

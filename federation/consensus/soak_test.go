@@ -68,6 +68,8 @@ func TestLossNoFalseFailover(t *testing.T) {
 // last survivor applying it, over RDV_MEASURE runs (skipped when unset).
 // RDV_MEASURE_PRESET=fast uses the test preset (default: production).
 // RDV_MEASURE_KILL=leader kills the leader's region instead of another.
+// RDV_MEASURE_WAN=1 emulates the notes' WAN RTTs (JP-US 120 ms … DE-AU
+// 290 ms, witness at SG) in faultnet.
 //
 //	RDV_MEASURE=5 go test -run TestMeasureDeathToDecision -v -timeout 30m ./federation/consensus/
 func TestMeasureDeathToDecision(t *testing.T) {
@@ -78,6 +80,9 @@ func TestMeasureDeathToDecision(t *testing.T) {
 	p, name := productionPreset(), "production"
 	if os.Getenv("RDV_MEASURE_PRESET") == "fast" {
 		p, name = fastPreset(), "fast"
+	}
+	if os.Getenv("RDV_MEASURE_WAN") != "" {
+		p.wan, name = true, name+"+WAN RTTs"
 	}
 	killLeader := os.Getenv("RDV_MEASURE_KILL") == "leader"
 	var commit, all []time.Duration

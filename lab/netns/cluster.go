@@ -83,7 +83,6 @@ type Cluster struct {
 
 	mu    sync.Mutex // guards following fields
 	procs map[string]*proc
-	parts map[string]bool
 
 	closeOnce sync.Once
 	closeErr  error
@@ -131,7 +130,7 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &Cluster{cfg: cfg, log: cfg.Logger, procs: map[string]*proc{}, parts: map[string]bool{},
+	c := &Cluster{cfg: cfg, log: cfg.Logger, procs: map[string]*proc{},
 		http: &http.Client{Timeout: 30 * time.Second}}
 	defer func() {
 		if err != nil {
@@ -417,13 +416,7 @@ func (c *Cluster) Partition(ctx context.Context, node string) error {
 	if !ok {
 		return fmt.Errorf("netns: no node %q", node)
 	}
-	if err := run(ctx, partitionRules(m), "ip", "netns", "exec", m.ns(), "nft", "-f", "-"); err != nil {
-		return err
-	}
-	c.mu.Lock()
-	c.parts[node] = true
-	c.mu.Unlock()
-	return nil
+	return run(ctx, partitionRules(m), "ip", "netns", "exec", m.ns(), "nft", "-f", "-")
 }
 
 // Heal removes a node's partition.
@@ -432,13 +425,44 @@ func (c *Cluster) Heal(ctx context.Context, node string) error {
 	if !ok {
 		return fmt.Errorf("netns: no node %q", node)
 	}
-	if err := ip(ctx, "netns", "exec", m.ns(), "nft", "delete", "table", "inet", partitionTable); err != nil {
-		return err
-	}
+	return ip(ctx, "netns", "exec", m.ns(), "nft", "delete", "table", "inet", partitionTable)
+}
+
+// Pause stops a node's process with SIGSTOP (a hung node: its sockets stay
+// open, nothing answers); Resume continues it with SIGCONT.
+func (c *Cluster) Pause(node string) error { return c.signal(node, syscall.SIGSTOP) }
+
+// Resume continues a paused node.
+func (c *Cluster) Resume(node string) error { return c.signal(node, syscall.SIGCONT) }
+
+func (c *Cluster) signal(node string, sig syscall.Signal) error {
 	c.mu.Lock()
-	delete(c.parts, node)
+	p, ok := c.procs[node]
 	c.mu.Unlock()
+	if !ok || p.exited() {
+		return fmt.Errorf("netns: node %s is not running", node)
+	}
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		return fmt.Errorf("netns: %v to %s (pid %d): %w", sig, node, p.cmd.Process.Pid, err)
+	}
 	return nil
+}
+
+// RegistryDown makes PostgreSQL unreachable: an nftables table in the
+// registry namespace drops everything to and from its port. RegistryUp
+// removes it.
+func (c *Cluster) RegistryDown(ctx context.Context) error {
+	rules := fmt.Sprintf(`table inet %s {
+	chain in { type filter hook input priority -10; policy accept; tcp dport %d drop; }
+	chain out { type filter hook output priority -10; policy accept; tcp sport %d drop; }
+}
+`, partitionTable, pgPort, pgPort)
+	return run(ctx, rules, "ip", "netns", "exec", registryMember.ns(), "nft", "-f", "-")
+}
+
+// RegistryUp ends RegistryDown.
+func (c *Cluster) RegistryUp(ctx context.Context) error {
+	return ip(ctx, "netns", "exec", registryMember.ns(), "nft", "delete", "table", "inet", partitionTable)
 }
 
 // WaitLeader waits until every running node's API names the same raft
@@ -486,11 +510,11 @@ func (c *Cluster) Close() error {
 				_ = p.cmd.Process.Signal(syscall.SIGTERM)
 			}
 		}
-		deadline := time.After(10 * time.Second)
+		deadline := time.Now().Add(10 * time.Second)
 		for _, p := range procs {
 			select {
 			case <-p.done:
-			case <-deadline:
+			case <-time.After(time.Until(deadline)):
 				errs = append(errs, fmt.Errorf("netns: %s (pid %d) ignored SIGTERM; killed", p.name, p.cmd.Process.Pid))
 				_ = p.cmd.Process.Kill()
 				<-p.done

@@ -42,7 +42,8 @@ type Config struct {
 	// ResponseTTL is how long a response is kept to replay on a duplicate
 	// request; at least T3×(N3+1) of the slowest peer. Default 30 s.
 	ResponseTTL time.Duration
-	// MaxCachedResponses bounds the response cache. Default 262144.
+	// MaxCachedResponses bounds the response cache; when full, the oldest
+	// response goes. Default 262144 (≈ 8.7k requests/s for 30 s).
 	MaxCachedResponses int
 	// EchoInterval is how often each active peer gets an Echo Request
 	// (TS 29.274 §7.1.1: not more often than every 60 s). Default 60 s;

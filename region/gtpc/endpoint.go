@@ -50,10 +50,9 @@ type Handler interface {
 }
 
 type socket struct {
-	idx   int
-	addr  netip.AddrPort
-	conn  *net.UDPConn
-	reads sync.WaitGroup
+	idx  int
+	addr netip.AddrPort
+	conn *net.UDPConn
 }
 
 type job struct {
@@ -74,6 +73,7 @@ type cacheKey struct {
 type cacheEntry struct {
 	resp    []byte // nil while the request is being handled
 	expires int64  // unix nanoseconds
+	slot    uint64 // insertion number: the entry's place in cacheRing
 }
 
 type pendKey struct {
@@ -112,8 +112,10 @@ type Endpoint struct {
 	seq2     atomic.Uint32
 	m        *metrics
 
-	cacheMu sync.Mutex
-	cache   map[cacheKey]*cacheEntry
+	cacheMu   sync.Mutex
+	cache     map[cacheKey]*cacheEntry
+	cacheRing []cacheKey // insertion order, MaxCachedResponses slots
+	cacheN    uint64     // entries inserted so far
 
 	pendMu  sync.Mutex
 	pending map[pendKey]chan []byte
@@ -344,7 +346,9 @@ func (e *Endpoint) serve(j job) {
 			e.m.panics.Inc()
 			e.cfg.Logger.Error("gtpc: panic in handler", "peer", j.peer, "type", j.h.Type, "panic", r)
 			e.cacheMu.Lock()
-			delete(e.cache, key)
+			if ent := e.cache[key]; ent != nil && ent.resp == nil {
+				delete(e.cache, key)
+			}
 			e.cacheMu.Unlock()
 		}
 	}()
@@ -362,28 +366,44 @@ func (e *Endpoint) serve(j job) {
 		}
 		return
 	}
-	ent := &cacheEntry{expires: now + int64(e.cfg.ResponseTTL)}
-	cached := len(e.cache) < e.cfg.MaxCachedResponses
-	if cached {
-		e.cache[key] = ent
-	} else {
-		e.m.dropped.WithLabelValues("cache_full").Inc()
-	}
+	ent := e.cacheInsert(key, now+int64(e.cfg.ResponseTTL))
 	e.cacheMu.Unlock()
 
 	resp := e.handle(j)
-	if cached {
-		e.cacheMu.Lock()
-		if resp == nil {
+	e.cacheMu.Lock()
+	if resp == nil {
+		if e.cache[key] == ent {
 			delete(e.cache, key)
-		} else {
-			ent.resp = resp
 		}
-		e.cacheMu.Unlock()
+	} else {
+		ent.resp = resp
 	}
+	e.cacheMu.Unlock()
 	if resp != nil {
 		e.write(j.s, j.peer, resp)
 	}
+}
+
+// cacheInsert adds an in-progress entry. When the cache is full the oldest
+// entry goes (it is the closest to expiry; retransmissions come within the
+// peer's T3×N3), so a burst above MaxCachedResponses per ResponseTTL costs
+// the oldest replays, never the newest. Called with cacheMu held.
+func (e *Endpoint) cacheInsert(key cacheKey, expires int64) *cacheEntry {
+	max := uint64(e.cfg.MaxCachedResponses)
+	ent := &cacheEntry{expires: expires, slot: e.cacheN}
+	if e.cacheN >= max {
+		old := e.cacheRing[e.cacheN%max]
+		if o, ok := e.cache[old]; ok && o.slot == e.cacheN-max {
+			delete(e.cache, old)
+			e.m.dropped.WithLabelValues("cache_evicted").Inc()
+		}
+		e.cacheRing[e.cacheN%max] = key
+	} else {
+		e.cacheRing = append(e.cacheRing, key)
+	}
+	e.cacheN++
+	e.cache[key] = ent
+	return ent
 }
 
 func (e *Endpoint) handle(j job) []byte {

@@ -472,3 +472,27 @@ func TestDuplicateWhileInProgress(t *testing.T) {
 		t.Errorf("handler called %d times; responses equal: %v", h.calls.Load(), bytes.Equal(first, second))
 	}
 }
+
+// TestResponseCacheEvictsOldest: a full cache drops its oldest response,
+// never the newest.
+func TestResponseCacheEvictsOldest(t *testing.T) {
+	h := &testHandler{}
+	ep, _ := newEndpoint(t, "127.0.20.21:2123", t.TempDir(), func(c *gtpc.Config) { c.MaxCachedResponses = 2 })
+	ep.Handle(gtpc.V2, h)
+	c := dial(t, "127.0.20.22:0", "127.0.20.21:2123")
+	a, b, d := dsr(1, 10, 0), dsr(1, 11, 0), dsr(1, 12, 0)
+	c.roundTrip(a)
+	c.roundTrip(b)
+	first := c.roundTrip(d)
+	if again := c.roundTrip(d); !bytes.Equal(first, again) || h.calls.Load() != 3 {
+		t.Errorf("newest not replayed: %d calls", h.calls.Load())
+	}
+	c.roundTrip(b) // still cached
+	if n := h.calls.Load(); n != 3 {
+		t.Errorf("second newest not replayed: %d calls", n)
+	}
+	c.roundTrip(a) // evicted: handled again
+	if n := h.calls.Load(); n != 4 {
+		t.Errorf("oldest: %d calls, want 4", n)
+	}
+}

@@ -3,12 +3,18 @@ package hss
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
 	"encoding/binary"
 	"fmt"
 	"io"
 	"net"
 	"net/netip"
+	"os"
 	"os/exec"
+	"runtime"
+	"runtime/pprof"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -16,6 +22,7 @@ import (
 
 	"github.com/fiorix/go-diameter/v4/diam"
 
+	"github.com/rendezvous-core/rendezvous/federation/registry"
 	"github.com/rendezvous-core/rendezvous/topology"
 )
 
@@ -28,25 +35,19 @@ import (
 //	go test -run XXX -bench S6a -benchtime 2s ./region/hss/
 func BenchmarkS6a(b *testing.B) {
 	const nsubs = 64
-	// Two registries: the default SQN block (32: one SQLite write per 32
-	// vectors of a subscriber) and a large one (4096), which isolates the
-	// Diameter + Milenage path from the database's fsyncs.
-	servers := map[string]netip.AddrPort{}
-	var imsis []topology.IMSI
-	for _, v := range []struct {
-		name  string
-		block int
-	}{{"rendezvous", 0}, {"rendezvous-sqnblock4096", 4096}} {
-		st := openStoreSQN(b, v.block)
-		imsiSeq.Store(0) // the same IMSIs in both registries
-		imsis = imsis[:0]
-		for range nsubs {
-			sub, _ := provision(b, st, nil)
-			imsis = append(imsis, sub.IMSI)
-		}
-		servers[v.name] = startHSS(b, st, func(c *Config) { c.MaxInFlight = 1024; c.Logger = nil }).Addrs()[0]
+	imsis := make([]topology.IMSI, nsubs)
+	for i := range imsis {
+		imsis[i] = benchIMSI(i)
 	}
-	servers["go-diameter-example"] = startExampleServer(b)
+	// Every server in its own process, so that none shares a heap, GC or
+	// scheduler with the load generator. Two registries: the default SQN
+	// block (32: one SQLite write per 32 vectors of a subscriber) and 4096,
+	// which isolates the Diameter + Milenage path from SQLite's fsyncs.
+	servers := map[string]netip.AddrPort{
+		"rendezvous":              startBenchHSS(b, "127.0.10.3", 0, nsubs),
+		"rendezvous-sqnblock4096": startBenchHSS(b, "127.0.10.4", 4096, nsubs),
+		"go-diameter-example":     startExampleServer(b),
+	}
 	for _, cmd := range []string{"AIR", "ULR"} {
 		for _, name := range []string{"rendezvous", "rendezvous-sqnblock4096", "go-diameter-example"} {
 			if cmd == "ULR" && name == "rendezvous-sqnblock4096" {
@@ -59,6 +60,101 @@ func BenchmarkS6a(b *testing.B) {
 			}
 		}
 	}
+}
+
+func benchIMSI(i int) topology.IMSI { return topology.IMSI(fmt.Sprintf("00101%010d", 900000+i)) }
+
+// startBenchHSS runs this test binary as a server process (benchServe).
+func startBenchHSS(b *testing.B, ip string, sqnBlock, nsubs int) netip.AddrPort {
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), "HSS_BENCH_SERVE="+ip+":0",
+		fmt.Sprintf("HSS_BENCH_SQNBLOCK=%d", sqnBlock), fmt.Sprintf("HSS_BENCH_SUBS=%d", nsubs))
+	if p := os.Getenv("HSS_BENCH_PROFILE"); p != "" {
+		cmd.Env = append(cmd.Env, "HSS_BENCH_PROFILE="+p+"-"+ip)
+	}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		b.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { stdin.Close(); cmd.Wait() })
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		b.Fatalf("bench server: %v", err)
+	}
+	ap, err := netip.ParseAddrPort(strings.TrimSpace(strings.TrimPrefix(line, "READY ")))
+	if err != nil {
+		b.Fatalf("bench server said %q", line)
+	}
+	return ap
+}
+
+// benchServe is the server process of BenchmarkS6a: a registry on SQLite
+// in a temporary directory with HSS_BENCH_SUBS subscribers, and an HSS on
+// addr; it prints "READY <addr>" and serves until stdin closes.
+func benchServe(addr string) int {
+	fail := func(err error) int { fmt.Fprintln(os.Stderr, "bench server:", err); return 1 }
+	dir, err := os.MkdirTemp("", "hss-bench-")
+	if err != nil {
+		return fail(err)
+	}
+	defer os.RemoveAll(dir)
+	blk, _ := strconv.Atoi(os.Getenv("HSS_BENCH_SQNBLOCK"))
+	n, _ := strconv.Atoi(os.Getenv("HSS_BENCH_SUBS"))
+	kek := make([]byte, 32)
+	rand.Read(kek)
+	ctx := context.Background()
+	st, err := registry.Open(ctx, registry.Config{DSN: "sqlite:" + dir + "/registry.db", Region: topology.JP,
+		KEK: kek, KEKID: "bench", SQNBlock: blk})
+	if err != nil {
+		return fail(err)
+	}
+	defer st.Close()
+	for i := range n {
+		var a registry.AuthData
+		rand.Read(a.Ki[:])
+		rand.Read(a.OPc[:])
+		sub := registry.Subscriber{IMSI: benchIMSI(i), MSISDN: fmt.Sprintf("8199%07d", i), HomeRegion: topology.JP,
+			APNs: []registry.APN{{Name: "iot.rendezvous", PDNType: registry.PDNIPv4}}}
+		if err := st.Provision(ctx, sub, a); err != nil {
+			return fail(err)
+		}
+	}
+	s, err := New(Config{
+		OriginHost: "hss.jp.rendezvous.example", OriginRealm: "rendezvous.example",
+		Listen: []netip.AddrPort{netip.MustParseAddrPort(addr)}, Region: topology.JP, Peers: LabPeers(),
+		Subscribers: st, Steering: NearestSteerer{Fallback: topology.JP}, PGWs: testPGWs, MaxInFlight: 1024,
+	})
+	if err != nil {
+		return fail(err)
+	}
+	defer s.Close()
+	if f := os.Getenv("HSS_BENCH_PROFILE"); f != "" { // CPU and mutex profiles of the server
+		runtime.SetMutexProfileFraction(5)
+		cpu, err := os.Create(f + ".cpu")
+		if err != nil {
+			return fail(err)
+		}
+		pprof.StartCPUProfile(cpu)
+		defer func() {
+			pprof.StopCPUProfile()
+			cpu.Close()
+			if mu, err := os.Create(f + ".mutex"); err == nil {
+				pprof.Lookup("mutex").WriteTo(mu, 0)
+				mu.Close()
+			}
+		}()
+	}
+	fmt.Printf("READY %s\n", s.Addrs()[0])
+	io.Copy(io.Discard, os.Stdin)
+	return 0
 }
 
 // startExampleServer runs go-diameter's examples/s6a_server on 127.0.10.2.

@@ -18,8 +18,8 @@ import (
 )
 
 // capture runs dumpcap on lo for one TCP port until stop is called; stop
-// returns the pcapng path.
-func capture(t *testing.T, port uint16) (stop func() string) {
+// returns the pcapng path and dumpcap's own report (packets dropped).
+func capture(t *testing.T, port uint16) (stop func() (string, string)) {
 	t.Helper()
 	dumpcap, err := exec.LookPath("dumpcap")
 	requireTool(t, "dumpcap (wireshark) for the wire check", err)
@@ -34,7 +34,9 @@ func capture(t *testing.T, port uint16) (stop func() string) {
 	}
 	ready := make(chan struct{})
 	var log strings.Builder
+	logDone := make(chan struct{})
 	go func() {
+		defer close(logDone)
 		sc := bufio.NewScanner(stderr)
 		once := false
 		for sc.Scan() {
@@ -58,15 +60,16 @@ func capture(t *testing.T, port uint16) (stop func() string) {
 	// (notes/peers.md §3); the test checks afterwards that every SYN is in.
 	time.Sleep(time.Second)
 	stopped := false
-	stop = func() string {
+	stop = func() (string, string) {
 		if !stopped {
 			stopped = true
 			// Let the last segments reach the capture, then flush.
 			time.Sleep(200 * time.Millisecond)
 			cmd.Process.Signal(os.Interrupt)
+			<-logDone
 			cmd.Wait()
 		}
-		return pcap
+		return pcap, log.String()
 	}
 	t.Cleanup(func() { stop() })
 	return stop
@@ -151,7 +154,7 @@ func TestWireDecodesCleanly(t *testing.T) {
 		t.Fatal(err)
 	}
 	m1.waitClosed()
-	pcap := stop()
+	pcap, dumpcapLog := stop()
 	if os.Getenv("HSS_KEEP_PCAP") != "" {
 		exec.Command("cp", pcap, os.Getenv("HSS_KEEP_PCAP")).Run()
 	}
@@ -169,7 +172,7 @@ func TestWireDecodesCleanly(t *testing.T) {
 	}
 	if un := tshark(t, "-2", "-r", pcap, "-d", dec, "-Y", "diameter.flags.request==1 && !diameter.answer_in",
 		"-T", "fields", "-e", "frame.number", "-e", "diameter.cmd.code"); un != "" {
-		t.Fatalf("unanswered requests:\n%s", un)
+		t.Fatalf("unanswered requests:\n%s\ndumpcap: %s\n%s", un, dumpcapLog, tshark(t, "-r", pcap, "-d", dec))
 	}
 	cmds := tshark(t, "-r", pcap, "-d", dec, "-Y", "diameter", "-T", "fields", "-e", "diameter.cmd.code", "-e", "diameter.flags.request")
 	seen := map[string]int{}

@@ -45,6 +45,9 @@ var peerBins struct {
 }
 
 func TestMain(m *testing.M) {
+	if addr := os.Getenv("HSS_BENCH_SERVE"); addr != "" {
+		os.Exit(benchServe(addr))
+	}
 	code := m.Run()
 	if peerBins.dir != "" {
 		os.RemoveAll(peerBins.dir)

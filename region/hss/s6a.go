@@ -5,6 +5,7 @@ import (
 	"errors"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/fiorix/go-diameter/v4/diam"
 	"github.com/fiorix/go-diameter/v4/diam/avp"
@@ -134,11 +135,7 @@ func registryResult(err error) result {
 func (p *peer) serveS6a(h header, m *diam.Message) {
 	s := p.s
 	start := s.cfg.Clock.Now()
-	// Not derived from s.ctx: hundreds of handlers registering as children
-	// of one cancelable parent contend on its lock (measured: 75% of the
-	// mutex delay at 4 x 64 in flight). Close waits at most RequestTimeout.
-	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout)
-	defer cancel()
+	ctx := s.requestContext()
 	var (
 		a     *diam.Message
 		r     result
@@ -243,4 +240,35 @@ func ratOf(v uint32) registry.RAT {
 
 func ratAllowed(sub registry.Subscriber, rat registry.RAT) bool {
 	return rat == "" || !slices.Contains(sub.Policy.BarredRATs, rat)
+}
+
+// epochLen is how long requests share one deadline context.
+const epochLen = 100 * time.Millisecond
+
+type epoch struct {
+	ctx    context.Context
+	cancel context.CancelFunc // the deadline cancels it anyway
+	until  time.Time
+}
+
+// requestContext returns the context bounding a request's registry calls:
+// a deadline between RequestTimeout and RequestTimeout+epochLen from now.
+// Requests arriving within one epoch share it: a timer per request cost 14%
+// of the CPU at 4 x 64 in flight, and contexts derived from one cancelable
+// parent contend on its lock. Close cancels the current epoch; requests of
+// older epochs end by their deadline. (Real time: these are deadlines for
+// I/O, not protocol timers.)
+func (s *Server) requestContext() context.Context {
+	now := time.Now()
+	if e := s.epoch.Load(); e != nil && now.Before(e.until) {
+		return e.ctx
+	}
+	s.epochMu.Lock()
+	defer s.epochMu.Unlock()
+	if e := s.epoch.Load(); e != nil && now.Before(e.until) {
+		return e.ctx
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.RequestTimeout+epochLen)
+	s.epoch.Store(&epoch{ctx: ctx, cancel: cancel, until: now.Add(epochLen)})
+	return ctx
 }

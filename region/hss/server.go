@@ -54,6 +54,8 @@ type Server struct {
 	sidHigh uint32        // Session-Id high part (RFC 6733 §8.8)
 	sidLow  atomic.Uint32
 	connSeq atomic.Uint64 // orders connections: the newest to a host wins
+	epochMu sync.Mutex
+	epoch   atomic.Pointer[epoch] // shared request deadline (requestContext)
 
 	lns   []net.Listener
 	addrs []netip.AddrPort
@@ -165,6 +167,9 @@ func (s *Server) Close() error {
 			}
 		})
 		s.cancel()
+		if e := s.epoch.Load(); e != nil {
+			e.cancel()
+		}
 		s.wg.Wait()
 		stop.Stop()
 		s.closeErr = errors.Join(errs...)

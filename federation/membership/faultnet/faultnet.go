@@ -38,6 +38,7 @@ type Network struct {
 	mu      sync.Mutex // guards following fields
 	rng     *rand.Rand
 	loss    float64
+	rtt     func(a, b netip.Addr) time.Duration
 	group   map[netip.Addr]int
 	conns   map[*conn]struct{}
 	dropped uint64
@@ -56,6 +57,26 @@ func (n *Network) SetLoss(p float64) {
 	n.mu.Lock()
 	n.loss = p
 	n.mu.Unlock()
+}
+
+// SetRTT sets the emulated round-trip time between two hosts (nil: none).
+// Gossip packets are delivered after RTT/2; a TCP dial pays one RTT (the
+// handshake); raft connections deliver every write RTT/2 later, in order,
+// without blocking the writer (notes/federation.md §1.6). Set it before
+// the nodes start: connections keep the delay they were opened with.
+func (n *Network) SetRTT(rtt func(a, b netip.Addr) time.Duration) {
+	n.mu.Lock()
+	n.rtt = rtt
+	n.mu.Unlock()
+}
+
+func (n *Network) delay(a, b netip.Addr) time.Duration {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.rtt == nil {
+		return 0
+	}
+	return n.rtt(a.Unmap(), b.Unmap())
 }
 
 // Stats returns how many gossip packets were sent and dropped.
@@ -148,6 +169,11 @@ func (t *mlTransport) WriteTo(b []byte, addr string) (time.Time, error) {
 	if t.dropPacket(addr) {
 		return time.Now(), nil // lost on the wire: UDP reports nothing
 	}
+	if d := t.oneWay(addr); d > 0 {
+		buf := append([]byte(nil), b...)
+		time.AfterFunc(d, func() { t.NodeAwareTransport.WriteTo(buf, addr) })
+		return time.Now(), nil
+	}
 	return t.NodeAwareTransport.WriteTo(b, addr)
 }
 
@@ -155,7 +181,20 @@ func (t *mlTransport) WriteToAddress(b []byte, a memberlist.Address) (time.Time,
 	if t.dropPacket(a.Addr) {
 		return time.Now(), nil
 	}
+	if d := t.oneWay(a.Addr); d > 0 {
+		buf := append([]byte(nil), b...)
+		time.AfterFunc(d, func() { t.NodeAwareTransport.WriteToAddress(buf, a) })
+		return time.Now(), nil
+	}
 	return t.NodeAwareTransport.WriteToAddress(b, a)
+}
+
+func (t *mlTransport) oneWay(addr string) time.Duration {
+	h, err := hostOf(addr)
+	if err != nil {
+		return 0
+	}
+	return t.net.delay(t.self, h) / 2
 }
 
 func (t *mlTransport) checkDial(addr string) error {
@@ -169,6 +208,7 @@ func (t *mlTransport) checkDial(addr string) error {
 	if t.net.lose() {
 		time.Sleep(RTOPenalty) // a lost SYN or segment costs an RTO
 	}
+	time.Sleep(t.net.delay(t.self, h)) // the handshake
 	return nil
 }
 
@@ -226,6 +266,7 @@ func (s *streamLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.
 	if s.net.blocked(s.self, peer) {
 		return nil, fmt.Errorf("dial %s: %w", addr, ErrPartitioned)
 	}
+	time.Sleep(s.net.delay(s.self, peer)) // the handshake
 	d := net.Dialer{Timeout: timeout, LocalAddr: &net.TCPAddr{IP: s.self.AsSlice()}}
 	c, err := d.Dial("tcp", string(addr))
 	if err != nil {
@@ -239,14 +280,69 @@ type conn struct {
 	net        *Network
 	self, peer netip.Addr
 	once       sync.Once
+	// With an emulated RTT, writes go through a delay line: a queue
+	// drained by one goroutine (owned by the conn, stopped by Close).
+	oneWay  time.Duration
+	mu      sync.Mutex // guards following fields
+	queue   []delayed
+	werr    error
+	wake    chan struct{}
+	closed  chan struct{}
+	drained chan struct{}
+}
+
+type delayed struct {
+	due time.Time
+	b   []byte
 }
 
 func (n *Network) track(c net.Conn, self, peer netip.Addr) *conn {
-	tc := &conn{Conn: c, net: n, self: self, peer: peer}
+	tc := &conn{Conn: c, net: n, self: self, peer: peer, oneWay: n.delay(self, peer) / 2}
+	if tc.oneWay > 0 {
+		tc.wake, tc.closed, tc.drained = make(chan struct{}, 1), make(chan struct{}), make(chan struct{})
+		go tc.deliver()
+	}
 	n.mu.Lock()
 	n.conns[tc] = struct{}{}
 	n.mu.Unlock()
 	return tc
+}
+
+// deliver writes queued data to the socket when it is due, in order.
+func (c *conn) deliver() {
+	defer close(c.drained)
+	for {
+		c.mu.Lock()
+		var next *delayed
+		if len(c.queue) > 0 {
+			next = &c.queue[0]
+		}
+		c.mu.Unlock()
+		if next == nil {
+			select {
+			case <-c.wake:
+				continue
+			case <-c.closed:
+				return
+			}
+		}
+		if d := time.Until(next.due); d > 0 {
+			t := time.NewTimer(d)
+			select {
+			case <-t.C:
+			case <-c.closed:
+				t.Stop()
+				return
+			}
+		}
+		_, err := c.Conn.Write(next.b)
+		c.mu.Lock()
+		c.queue = c.queue[1:]
+		if err != nil && c.werr == nil {
+			c.werr = err
+		}
+		c.mu.Unlock()
+	}
 }
 
 func (c *conn) Read(b []byte) (int, error) {
@@ -262,7 +358,20 @@ func (c *conn) Write(b []byte) (int, error) {
 		c.Close()
 		return 0, ErrPartitioned
 	}
-	return c.Conn.Write(b)
+	if c.oneWay <= 0 {
+		return c.Conn.Write(b)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.werr != nil {
+		return 0, c.werr
+	}
+	c.queue = append(c.queue, delayed{time.Now().Add(c.oneWay), append([]byte(nil), b...)})
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+	return len(b), nil
 }
 
 func (c *conn) Close() error {
@@ -270,6 +379,13 @@ func (c *conn) Close() error {
 		c.net.mu.Lock()
 		delete(c.net.conns, c)
 		c.net.mu.Unlock()
+		if c.closed != nil {
+			close(c.closed)
+		}
 	})
-	return c.Conn.Close()
+	err := c.Conn.Close()
+	if c.drained != nil {
+		<-c.drained
+	}
+	return err
 }
