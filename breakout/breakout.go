@@ -48,7 +48,7 @@ func New(cfg Config) (_ *Breakout, err error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	b := &Breakout{cfg: cfg, local: cfg.Listen.Addr()}
+	b := &Breakout{cfg: cfg, local: cfg.Listen.Addr(), ns: netns.None()} // NsHandle 0 would be fd 0
 	b.errInd = rate.NewLimiter(cfg.ErrorIndicationRate, cfg.ErrorIndicationBurst)
 	defer func() {
 		if err != nil {
@@ -61,8 +61,6 @@ func New(cfg Config) (_ *Breakout, err error) {
 			return nil, fmt.Errorf("breakout: netns %s: %w", cfg.NetNS, err)
 		}
 		b.ns = ns
-	} else {
-		b.ns = netns.None()
 	}
 	err = inNetNS(b.ns, func() error {
 		if err := b.listen(); err != nil {
@@ -86,13 +84,15 @@ func New(cfg Config) (_ *Breakout, err error) {
 	if err != nil {
 		return nil, err
 	}
+	// The statistics exist before the metrics that read them.
+	for i := 0; i < cfg.Workers; i++ {
+		b.stats = append(b.stats, new(stats), new(stats))
+	}
 	if b.mx, err = newMetrics(b); err != nil {
 		return nil, err
 	}
 	for i := 0; i < cfg.Workers; i++ {
-		up, down := new(stats), new(stats)
-		b.stats = append(b.stats, up, down)
-		w, err := b.newWorker(i, up, down)
+		w, err := b.newWorker(i, b.stats[2*i], b.stats[2*i+1])
 		if err != nil {
 			return nil, err
 		}

@@ -148,6 +148,7 @@ func (c *Config) validate() error {
 	if c.MTU < 576 || c.MTU > 65535-outerOverheadIP6 {
 		return fmt.Errorf("breakout: config: MTU %d not in 576..%d", c.MTU, 65535-outerOverheadIP6)
 	}
+	c.Pools = append([]netip.Prefix(nil), c.Pools...) // never write to the caller's array
 	for i, p := range c.Pools {
 		if !p.IsValid() {
 			return fmt.Errorf("breakout: config: Pools[%d] is not a valid prefix", i)

@@ -136,6 +136,7 @@ type sgw struct {
 	conn      *net.UDPConn
 	tun       *tunEgress
 	breakout  netip.AddrPort
+	ue        netip.Addr
 	localTEID TEID // the breakout's TEID (uplink)
 	peerTEID  TEID // ours (downlink)
 
@@ -149,7 +150,7 @@ type sgw struct {
 
 func newSGW(t testing.TB, ns *testNS, tunName string, ue netip.Prefix, listen, breakout netip.AddrPort, local, peer TEID) *sgw {
 	t.Helper()
-	s := &sgw{breakout: breakout, localTEID: local, peerTEID: peer}
+	s := &sgw{breakout: breakout, localTEID: local, peerTEID: peer, ue: ue.Addr()}
 	s.conn = ns.listenUDP(t, listen.String())
 	ns.do(t, func() error {
 		cfg := Config{Name: "sgw", TUNName: tunName, MTU: 1500, TUNAddr: ue, NoNAT: true}
@@ -181,7 +182,9 @@ func (s *sgw) uplink() {
 			return
 		}
 		p := bufs[0][:sizes[0]]
-		if _, _, ok := innerAddrs(p); !ok {
+		// Only the UE's own packets: the device kernel's link-local
+		// IPv6 chatter (router solicitations, MLD) is not bearer traffic.
+		if src, _, ok := innerAddrs(p); !ok || src != s.ue {
 			continue
 		}
 		seq++

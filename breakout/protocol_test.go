@@ -397,6 +397,24 @@ func TestSeveralNodesOneProcess(t *testing.T) {
 	waitFor(t, "goroutines to end", func() bool { return runtime.NumGoroutine() <= goroutines })
 }
 
+func TestNewErrors(t *testing.T) {
+	for _, cfg := range []Config{
+		{},
+		{Name: "bad name!", Listen: netip.MustParseAddrPort("127.0.30.1:2152")},
+		{Name: "x", Listen: netip.MustParseAddrPort("0.0.0.0:2152")},
+		{Name: "x", Listen: netip.MustParseAddrPort("127.0.30.1:2152"), Workers: 65},
+		{Name: "x", Listen: netip.MustParseAddrPort("127.0.30.1:2152"), MTU: 100},
+		{Name: "x", Listen: netip.MustParseAddrPort("127.0.30.1:2152"), NetNS: "/nonexistent/netns"},
+	} {
+		if b, err := New(cfg); err == nil || !strings.HasPrefix(err.Error(), "breakout: ") {
+			if b != nil {
+				b.Close()
+			}
+			t.Errorf("New(%+v) = %v", cfg, err)
+		}
+	}
+}
+
 // TestWithoutNetAdmin: without CAP_NET_ADMIN, New says what it needs. As
 // root, the test re-runs itself with CAP_NET_ADMIN removed (setpriv).
 func TestWithoutNetAdmin(t *testing.T) {

@@ -409,7 +409,7 @@ func (n *Node) startCore(reg prometheus.Registerer) error {
 	n.hss = h
 	n.addCloser("hss", h.Close)
 
-	rh, err := newRehomer(n)
+	rh, err := newRehomer(n, reg)
 	if err != nil {
 		return err
 	}

@@ -108,6 +108,12 @@ type Config struct {
 	// Gone reports a CLR error meaning the device is no longer registered
 	// there (e.g. hss.ErrNotRegistered): counted done. Optional.
 	Gone func(error) bool
+	// Mine, when set, says whether this node can reach the device's MME
+	// (its HSS holds the MME's Diameter connection). Devices that are not
+	// mine are left to the node that can, without spending a token of the
+	// bucket on them: with N nodes scanning the same rows, pacing every row
+	// would slow each node's own devices N-fold. Optional.
+	Mine func(registry.Serving) bool
 	// Steer returns the region steering sends the device to now (the HSS's
 	// steering.Decide with the subscriber's policy and the committed
 	// table). Needed for Rebalance; without it a rebalance moves nothing.
@@ -387,6 +393,9 @@ func (r *Rehomer) scan(ctx context.Context, j *job, fn func(registry.Serving) er
 					}
 				} else if s.Region != j.key.region {
 					continue
+				}
+				if r.cfg.Mine != nil && !r.cfg.Mine(s) {
+					continue // another node holds this MME's connection
 				}
 				n++
 				if fn != nil {

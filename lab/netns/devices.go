@@ -172,28 +172,42 @@ func (d *Devices) Live(ctx context.Context) (roamsim.Report, error) {
 }
 
 // DeviceStates folds device events into one report row per device.
+//
+// roamsim marks a device attached before it emits EventAttached, so the
+// first probe's EventFirstData may arrive before it: a first-data event
+// counts for an attach when it came from the same PGW after that attach
+// started (the Attached event's time minus its latency).
 func DeviceStates(evs []roamsim.Event) []roamsim.DeviceReport {
 	countries := roamsim.DefaultCountries()
-	byIMSI := map[topology.IMSI]*roamsim.DeviceReport{}
+	type dev struct {
+		row       roamsim.DeviceReport
+		firstData roamsim.Event // the latest first-data event
+	}
+	byIMSI := map[topology.IMSI]*dev{}
 	var order []topology.IMSI
 	for _, e := range evs {
-		r, ok := byIMSI[e.IMSI]
+		d, ok := byIMSI[e.IMSI]
 		if !ok {
-			r = &roamsim.DeviceReport{IMSI: e.IMSI, Country: e.Country}
+			d = &dev{row: roamsim.DeviceReport{IMSI: e.IMSI, Country: e.Country}}
 			for _, c := range countries {
 				if c.Alpha2 == e.Country {
-					r.Visited = c.PLMN.String()
+					d.row.Visited = c.PLMN.String()
 				}
 			}
-			byIMSI[e.IMSI] = r
+			byIMSI[e.IMSI] = d
 			order = append(order, e.IMSI)
 		}
+		r := &d.row
 		switch e.Kind {
 		case roamsim.EventAttached:
 			r.State, r.Region, r.Data = "attached", e.Region, &roamsim.RTTStats{}
 			r.Attaches++
+			if f := d.firstData; f.PGW == e.PGW && !f.Time.Before(e.Time.Add(-e.Latency)) {
+				r.Data.Received = 1
+			}
 		case roamsim.EventFirstData:
-			if r.Data != nil {
+			d.firstData = e
+			if r.State == "attached" && r.Region == e.Region && r.Data != nil {
 				r.Data.Received++
 			}
 		case roamsim.EventAttachFailed:
@@ -204,7 +218,7 @@ func DeviceStates(evs []roamsim.Event) []roamsim.DeviceReport {
 	}
 	out := make([]roamsim.DeviceReport, 0, len(order))
 	for _, i := range order {
-		out = append(out, *byIMSI[i])
+		out = append(out, byIMSI[i].row)
 	}
 	return out
 }

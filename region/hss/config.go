@@ -47,15 +47,16 @@ type Config struct {
 	Steering Steerer
 	// PGWs are the PGWs of the regions, named in MIP6-Agent-Info of the ULA
 	// (TS 29.272 §7.3.35). The steered region must have an entry, or the ULR
-	// fails with 5012 DIAMETER_UNABLE_TO_COMPLY. Required, at least one.
+	// fails with 3004 DIAMETER_TOO_BUSY. Required, at least one.
 	PGWs map[topology.RegionID]PGW
 
 	// MaxInFlight bounds the S6a requests handled concurrently by this node
-	// (all connections together). A request beyond it is answered at once
-	// with 3004 DIAMETER_TOO_BUSY (RFC 6733 §7.1.3) so that the reader, and
-	// with it the watchdog, never waits behind requests. A request may
-	// take up to RequestTimeout (registry calls); Close waits for them.
-	// Default 512.
+	// (all connections together); it is also the number of long-lived
+	// handler goroutines. A request beyond it is answered at once with 3004
+	// DIAMETER_TOO_BUSY (RFC 6733 §7.1.3) so that the reader, and with it
+	// the watchdog, never waits behind requests. A request may take up to
+	// RequestTimeout (registry calls); Close waits for them. Default 512,
+	// at most 65536.
 	MaxInFlight int
 	// MaxOutbound bounds the CLRs to previous MMEs in flight after ULAs
 	// (each may wait RequestTimeout × (RequestRetries+1)); beyond it a CLR
@@ -254,6 +255,9 @@ func (c *Config) validate() error {
 	if c.MaxInFlight < 0 || c.MaxOutbound < 0 || c.WatchdogInterval < 0 || c.CERTimeout < 0 || c.WriteTimeout < 0 ||
 		c.RequestTimeout < 0 || c.MaxVectors < 0 {
 		errs = append(errs, errors.New("MaxInFlight, MaxVectors and durations must not be negative"))
+	}
+	if c.MaxInFlight > 65536 {
+		errs = append(errs, fmt.Errorf("MaxInFlight %d above 65536", c.MaxInFlight))
 	}
 	if c.MaxMessageSize < 1024 || c.MaxMessageSize > 1<<24-1 {
 		errs = append(errs, fmt.Errorf("MaxMessageSize %d out of range 1024..16777215", c.MaxMessageSize))

@@ -421,3 +421,32 @@ func decodeTBCD(b []byte) string {
 	}
 	return string(out)
 }
+
+// TestULRServingRowRace: another node wrote the serving row after this
+// node's last ULR; the compare-and-set notices (stale generation), re-reads
+// and wins, and the MME the other node had registered is the one cancelled.
+func TestULRServingRowRace(t *testing.T) {
+	st := openStore(t)
+	s := startHSS(t, st, nil)
+	a := dialMME(t, s.Addrs()[0], "mme-a.visited.example")
+	sub, _ := provision(t, st, nil)
+	visited := plmnOf("26201")
+	expectResult(t, a.roundTrip(a.ulr(sub.IMSI, visited, ulrS6aIndicator, 1004)), codeSuccess, false)
+	ctx := context.Background()
+	cur, err := st.Serving(ctx, sub.IMSI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// "Another node": mme-a moved to our own connection under a new name.
+	if _, err := st.UpdateServing(ctx, registry.Serving{IMSI: sub.IMSI, MMEHost: "mme-a.visited.example", MMERealm: "visited.example",
+		VisitedPLMN: visited, Region: topology.US, Generation: cur.Generation}); err != nil {
+		t.Fatal(err)
+	}
+	b := dialMME(t, s.Addrs()[0], "mme-b.visited.example")
+	expectResult(t, b.roundTrip(b.ulr(sub.IMSI, visited, ulrS6aIndicator, 1004)), codeSuccess, false)
+	checkCLR(t, a.waitRequest(cmdCLR), sub.IMSI, "mme-a.visited.example", MMEUpdateProcedure, false)
+	sv, err := st.Serving(ctx, sub.IMSI)
+	if err != nil || sv.MMEHost != "mme-b.visited.example" || sv.Generation != cur.Generation+2 || sv.Region != topology.DE {
+		t.Fatalf("serving row %+v, %v (generation before %d)", sv, err, cur.Generation)
+	}
+}

@@ -314,22 +314,9 @@ func (p *peer) dispatch(h header, frame []byte) {
 				p.unsupported(h, frame, codeTooBusy)
 				return
 			}
-			p.s.met.inFlight.Inc()
-			p.s.wg.Add(1)
-			go func() {
-				defer p.s.wg.Done()
-				defer func() { <-p.s.sem; p.s.met.inFlight.Dec() }()
-				defer func() {
-					// Defence in depth, as net/http does: a bug in one
-					// handler must not take the node down.
-					if r := recover(); r != nil {
-						p.s.met.rejected.WithLabelValues("handler_panic").Inc()
-						p.s.log.Error("handler panic", "command", h.Code, "peer", p.src, "panic", r, "stack", string(debug.Stack()))
-						p.sendRaw(p.errorAnswer(h, frame, codeUnableToComply, 0))
-					}
-				}()
-				p.serveS6a(h, m)
-			}()
+			// Never blocks: the channel holds MaxInFlight jobs and the
+			// semaphore admits at most that many.
+			p.s.jobs <- job{p: p, h: h, m: m, frame: frame}
 		default:
 			p.unsupported(h, frame, codeCommandUnsupported)
 		}
@@ -341,6 +328,44 @@ func (p *peer) dispatch(h header, frame []byte) {
 func (p *peer) unsupported(h header, frame []byte, code uint32) {
 	p.s.met.requests.WithLabelValues(commandName(h.Code), resultLabel(code, false)).Inc()
 	p.sendRaw(p.errorAnswer(h, frame, code, 0))
+}
+
+// job is one admitted S6a request.
+type job struct {
+	p     *peer
+	h     header
+	m     *diam.Message
+	frame []byte
+}
+
+// worker is one of the MaxInFlight long-lived handler goroutines (a pool:
+// no goroutine, and no stack growth, per request).
+func (s *Server) worker() {
+	defer s.wg.Done()
+	for {
+		select {
+		case j := <-s.jobs:
+			s.met.inFlight.Inc()
+			j.p.run(j)
+			s.met.inFlight.Dec()
+			<-s.sem
+		case <-s.ctx.Done():
+			return
+		}
+	}
+}
+
+func (p *peer) run(j job) {
+	defer func() {
+		// Defence in depth, as net/http does: a bug in one handler must
+		// not take the node down.
+		if r := recover(); r != nil {
+			p.s.met.rejected.WithLabelValues("handler_panic").Inc()
+			p.s.log.Error("handler panic", "command", j.h.Code, "peer", p.src, "panic", r, "stack", string(debug.Stack()))
+			p.sendRaw(p.errorAnswer(j.h, j.frame, codeUnableToComply, 0))
+		}
+	}()
+	p.serveS6a(j.h, j.m)
 }
 
 // handleAnswer delivers an answer to the request waiting on its Hop-by-Hop

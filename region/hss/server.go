@@ -14,6 +14,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/rendezvous-core/rendezvous/topology"
 )
 
 // Sentinel errors.
@@ -33,7 +35,10 @@ var (
 	errPeerClosed = errors.New("hss: peer connection closed")
 )
 
-const servingStripes = 64
+const (
+	servingStripes    = 64
+	maxHintsPerStripe = 4096 // ≤ 262144 generation hints, a few MB
+)
 
 // Server is one node's S6a HSS: a Diameter server on TCP (RFC 6733) that
 // answers AIR, ULR, PUR and NOR (TS 29.272 §5.2) and sends CLR and IDR.
@@ -47,6 +52,7 @@ type Server struct {
 	cancel context.CancelFunc
 
 	sem     chan struct{} // MaxInFlight slots
+	jobs    chan job      // admitted S6a requests, for the workers
 	outSem  chan struct{} // MaxOutbound slots
 	stateID uint32        // Origin-State-Id (RFC 6733 §8.16)
 	hbh     atomic.Uint32 // Hop-by-Hop ids of our requests (RFC 6733 §3)
@@ -65,7 +71,8 @@ type Server struct {
 	peers  map[*peer]struct{} // every connection
 	routes map[string]*peer   // MME Origin-Host (lower case) → connection its requests came over
 
-	servingLocks [servingStripes]sync.Mutex // per-IMSI stripes for the serving-row CAS
+	servingLocks [servingStripes]sync.Mutex              // per-IMSI stripes for the serving-row CAS
+	servingHints [servingStripes]map[topology.IMSI]int64 // last generation written, guarded by servingLocks
 
 	wg        sync.WaitGroup
 	closeOnce sync.Once
@@ -89,6 +96,7 @@ func New(cfg Config) (*Server, error) {
 		log:     cfg.Logger.With("component", "hss", "origin_host", cfg.OriginHost),
 		met:     met,
 		sem:     make(chan struct{}, cfg.MaxInFlight),
+		jobs:    make(chan job, cfg.MaxInFlight),
 		outSem:  make(chan struct{}, cfg.MaxOutbound),
 		stateID: uint32(now.Unix()),
 		sidHigh: uint32(now.Unix()),
@@ -111,6 +119,10 @@ func New(cfg Config) (*Server, error) {
 		}
 		s.lns = append(s.lns, ln)
 		s.addrs = append(s.addrs, ln.Addr().(*net.TCPAddr).AddrPort())
+	}
+	s.wg.Add(cfg.MaxInFlight)
+	for range cfg.MaxInFlight {
+		go s.worker()
 	}
 	for _, ln := range s.lns {
 		s.wg.Add(1)

@@ -142,27 +142,47 @@ func (s *Server) steer(ctx context.Context, sub registry.Subscriber, visited top
 // re-reading and retrying when another node won (DESIGN.md §2).
 func (s *Server) updateServing(ctx context.Context, want registry.Serving) (registry.Serving, error) {
 	// ULRs for one IMSI are serialised on this node (striped lock): the
-	// compare-and-set then only races other nodes.
-	mu := &s.servingLocks[stripe(want.IMSI)]
+	// compare-and-set then only races other nodes. The generation this node
+	// last wrote is kept as a hint, saving the read (a third of a ULR's
+	// SQLite time); a stale hint costs one ErrConflict and a re-read.
+	i := stripe(want.IMSI)
+	mu := &s.servingLocks[i]
 	mu.Lock()
 	defer mu.Unlock()
+	hints := s.servingHints[i]
+	if hints == nil {
+		hints = make(map[topology.IMSI]int64)
+		s.servingHints[i] = hints
+	}
 	var err error
 	for attempt := 0; attempt < 5; attempt++ {
-		cur, gerr := s.cfg.Subscribers.Serving(ctx, want.IMSI)
-		switch {
-		case gerr == nil:
-			want.Generation = cur.Generation
-		case errors.Is(gerr, registry.ErrNotFound):
-			want.Generation = 0
-		default:
-			return registry.Serving{}, gerr
+		gen, ok := hints[want.IMSI]
+		if !ok {
+			cur, gerr := s.cfg.Subscribers.Serving(ctx, want.IMSI)
+			switch {
+			case gerr == nil:
+				gen = cur.Generation
+			case errors.Is(gerr, registry.ErrNotFound):
+				gen = 0
+			default:
+				return registry.Serving{}, gerr
+			}
 		}
+		want.Generation = gen
 		want.Updated = s.cfg.Clock.Now()
 		var prev registry.Serving
 		prev, err = s.cfg.Subscribers.UpdateServing(ctx, want)
 		if err == nil {
+			if len(hints) >= maxHintsPerStripe {
+				for k := range hints { // evict one, any
+					delete(hints, k)
+					break
+				}
+			}
+			hints[want.IMSI] = gen + 1 // the registry increments on success
 			return prev, nil
 		}
+		delete(hints, want.IMSI)
 		if !errors.Is(err, registry.ErrConflict) {
 			return registry.Serving{}, err
 		}
