@@ -7,6 +7,8 @@
 //   - consensus: raft (hashicorp/raft) — the committed routing table.
 //   - registry: the global subscriber registry (SQL).
 //   - steering: the pure decision of which region serves a device.
+//   - rehome: moving devices off failed or draining regions (and back on a
+//     rebalance) at a bounded rate, following the committed table.
 //
 // Federation packages may import topology and each other along the order
 // above; they never import region/, breakout/, cmd/ or e2e/.

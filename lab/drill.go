@@ -223,10 +223,18 @@ func (l *Lab) RunDrill(ctx context.Context, steps []Step, rec *Recorder, settle 
 		if e := start.Add(s.At + s.For + settle); e.After(end) {
 			end = e
 		}
+		// Losses and failed attaches count until the next step begins, so
+		// that a later step's deliberate moves are not charged to this one.
+		lossEnd := end
+		if i+1 < len(steps) {
+			if e := start.Add(steps[i+1].At); e.Before(lossEnd) {
+				lossEnd = e
+			}
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			results[i] = l.runStep(ctx, s, rec, end)
+			results[i] = l.runStep(ctx, s, rec, end, lossEnd)
 		}()
 	}
 	wg.Wait()
@@ -276,7 +284,7 @@ func (l *Lab) nearestHealthy(imsi topology.IMSI, rec *Recorder, healthy map[topo
 	return ""
 }
 
-func (l *Lab) runStep(ctx context.Context, s Step, rec *Recorder, end time.Time) StepReport {
+func (l *Lab) runStep(ctx context.Context, s Step, rec *Recorder, end, lossEnd time.Time) StepReport {
 	sr := StepReport{Step: s.String(), DetectedMS: -1, DecidedMS: -1}
 	// Who is where before the fault.
 	affected := map[topology.IMSI]bool{}
@@ -385,9 +393,11 @@ func (l *Lab) runStep(ctx context.Context, s Step, rec *Recorder, end time.Time)
 				}
 			}
 		case roamsim.EventAttachFailed:
-			sr.AttachesFailed++
+			if e.Time.Before(lossEnd) {
+				sr.AttachesFailed++
+			}
 		case roamsim.EventCancelled, roamsim.EventBearerDelete, roamsim.EventDetached:
-			if s.Kind != StepRestore && !affected[e.IMSI] && e.Region != s.Region && e.Region != "" {
+			if e.Time.Before(lossEnd) && s.Kind != StepRestore && !affected[e.IMSI] && e.Region != s.Region && e.Region != "" {
 				sr.SessionsLostElsewhere++
 			}
 		}

@@ -24,6 +24,7 @@ import (
 type labFlags struct {
 	registry, subscribers, stateDir, report string
 	drill                                   string
+	netns                                   bool
 	generate, devices                       int
 	duration, statusEvery                   time.Duration
 	logLevel                                string
@@ -57,6 +58,7 @@ lab's API through the state file it writes.`,
 	fl.StringVar(&f.report, "report", "", "write a JSON report to this file at exit")
 	fl.DurationVar(&f.duration, "duration", 0, "stop after this long (default: run until SIGINT/SIGTERM)")
 	fl.DurationVar(&f.statusEvery, "status-every", 2*time.Second, "status table refresh interval")
+	fl.BoolVar(&f.netns, "netns", false, "one process per node in its own network namespace, kill -9 and nftables partitions, private PostgreSQL registry (root)")
 	fl.StringVar(&f.drill, "drill", "", `drill steps, e.g. "kill DE at 10s; restore DE at 60s" (kill|restore|partition|pause REGION, registry-down; "at D [for D]")`)
 	fl.Float64Var(&f.rehomeRate, "rehome-rate", 20, "devices per second each node moves off a failed region")
 	fl.StringVar(&f.logLevel, "log-level", "warn", "node log level: debug, info, warn or error")
@@ -64,6 +66,12 @@ lab's API through the state file it writes.`,
 }
 
 func runLab(ctx context.Context, f *labFlags, out io.Writer) error {
+	if f.netns {
+		if f.drill != "" {
+			return usageError{errors.New("--drill runs on the in-process lab; with --netns use the e2e tests (e2e/netns_test.go)")}
+		}
+		return runLabNetns(ctx, f, out)
+	}
 	log, err := newLogger(f.logLevel)
 	if err != nil {
 		return usageError{err}

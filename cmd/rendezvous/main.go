@@ -26,7 +26,7 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newServeCmd(), newLabCmd(), newTopologyCmd(), newVersionCmd())
+	root.AddCommand(newServeCmd(), newLabCmd(), newLabChildCmd(), newTopologyCmd(), newVersionCmd())
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "rendezvous:", err)

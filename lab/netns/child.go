@@ -235,8 +235,8 @@ func runVisited(ctx context.Context, s VisitedSpec, log *slog.Logger) error {
 	log.Info("visited network running", "devices", len(devs), "api", s.Listen)
 	select {
 	case <-done:
-		// Stopped through the API (or ctx): let the /stop answer go out.
-		time.Sleep(200 * time.Millisecond)
+		// Stopped through the API or ctx. Shutdown waits for an active
+		// /stop handler to answer.
 	case err := <-serveErr:
 		stopRun()
 		<-done

@@ -51,8 +51,8 @@ type Config struct {
 	PGWs map[topology.RegionID]PGW
 
 	// MaxInFlight bounds the S6a requests handled concurrently by this node
-	// (all connections together); it is also the number of long-lived
-	// handler goroutines. A request beyond it is answered at once with 3004
+	// (all connections together), each on its own goroutine. A request
+	// beyond it is answered at once with 3004
 	// DIAMETER_TOO_BUSY (RFC 6733 §7.1.3) so that the reader, and with it
 	// the watchdog, never waits behind requests. A request may take up to
 	// RequestTimeout (registry calls); Close waits for them. Default 512,

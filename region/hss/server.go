@@ -52,7 +52,6 @@ type Server struct {
 	cancel context.CancelFunc
 
 	sem     chan struct{} // MaxInFlight slots
-	jobs    chan job      // admitted S6a requests, for the workers
 	outSem  chan struct{} // MaxOutbound slots
 	stateID uint32        // Origin-State-Id (RFC 6733 §8.16)
 	hbh     atomic.Uint32 // Hop-by-Hop ids of our requests (RFC 6733 §3)
@@ -96,7 +95,6 @@ func New(cfg Config) (*Server, error) {
 		log:     cfg.Logger.With("component", "hss", "origin_host", cfg.OriginHost),
 		met:     met,
 		sem:     make(chan struct{}, cfg.MaxInFlight),
-		jobs:    make(chan job, cfg.MaxInFlight),
 		outSem:  make(chan struct{}, cfg.MaxOutbound),
 		stateID: uint32(now.Unix()),
 		sidHigh: uint32(now.Unix()),
@@ -119,10 +117,6 @@ func New(cfg Config) (*Server, error) {
 		}
 		s.lns = append(s.lns, ln)
 		s.addrs = append(s.addrs, ln.Addr().(*net.TCPAddr).AddrPort())
-	}
-	s.wg.Add(cfg.MaxInFlight)
-	for range cfg.MaxInFlight {
-		go s.worker()
 	}
 	for _, ln := range s.lns {
 		s.wg.Add(1)
