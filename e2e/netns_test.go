@@ -183,9 +183,7 @@ func TestNetnsFailover(t *testing.T) {
 	waitFor(t, 30*time.Second, string(victimRegion)+" restored", func() bool {
 		return tableState(c, leader, victimRegion) == "active"
 	})
-	if _, err := c.API(leader).Act(ctx, victimRegion, opapi.Rebalance); err != nil {
-		t.Fatal(err)
-	}
+	act(t, c, victimRegion, opapi.Rebalance)
 	waitSteered(t, devs, allHealthy, 45*time.Second)
 
 	// Partition a region alone (again not the leader's).
@@ -229,9 +227,7 @@ func TestNetnsFailover(t *testing.T) {
 		cut, failedAfter.Round(time.Millisecond), time.Since(healedAt).Round(time.Millisecond))
 	// The devices moved off the partitioned region come back when an
 	// operator rebalances it.
-	if _, err := c.API(leader).Act(ctx, cutRegion, opapi.Rebalance); err != nil {
-		t.Fatal(err)
-	}
+	act(t, c, cutRegion, opapi.Rebalance)
 	waitSteered(t, devs, allHealthy, 45*time.Second)
 
 	// kill -9 the raft leader's region: a new leader (elected by the
@@ -285,6 +281,31 @@ func killRegion(t *testing.T, c *netns.Cluster, devs *netns.Devices, victim stri
 		victim, pid, decided.Round(time.Millisecond), len(rec), pct(rec, 50), pct(rec, 95), pct(rec, 100), before, after)
 	if len(rec) != before[victimRegion] {
 		t.Errorf("%d of %s's %d sessions recovered elsewhere", len(rec), victimRegion, before[victimRegion])
+	}
+}
+
+// act performs an operator action through any running node's API (a
+// follower forwards it to the leader), retrying while leadership settles.
+func act(t *testing.T, c *netns.Cluster, r topology.RegionID, a opapi.Action) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		var err error
+		for _, n := range c.Nodes() {
+			if !c.Running(n) {
+				continue
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			_, err = c.API(n).Act(ctx, r, a)
+			cancel()
+			if err == nil {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s %s: %v", a, r, err)
+		}
+		time.Sleep(500 * time.Millisecond)
 	}
 }
 

@@ -45,14 +45,7 @@ func newRehomer(n *Node, reg prometheus.Registerer) (*rehomer, error) {
 		Rate:         n.cfg.RehomeRate,
 		NotConnected: func(err error) bool { return errors.Is(err, hss.ErrNoPeer) },
 		Gone:         func(err error) bool { return errors.Is(err, hss.ErrNotRegistered) },
-		Mine: func(s registry.Serving) bool {
-			for _, h := range n.hss.ConnectedPeers() {
-				if h == s.MMEHost {
-					return true
-				}
-			}
-			return false
-		},
+		Mine:         func(s registry.Serving) bool { return n.hss.Reaches(s.MMEHost, s.MMERealm) },
 		Steer: func(s registry.Serving) (topology.RegionID, bool) {
 			ctx := context.Background()
 			sub, err := n.store.Subscriber(ctx, s.IMSI)

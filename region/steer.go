@@ -19,13 +19,11 @@ type committedSteerer struct {
 }
 
 func (s *committedSteerer) Steer(_ context.Context, imsi topology.IMSI, sub registry.Subscriber, visited topology.PLMN, apn string) (topology.RegionID, []string, error) {
-	est, err := topology.Rank(visited.MCC)
-	if err != nil {
-		return "", nil, fmt.Errorf("region: steer %s in %s: %w", imsi, visited, err)
-	}
-	static := make([]steering.Candidate, len(est))
-	for i, e := range est {
-		static[i] = steering.Candidate{Region: e.Region, RTT: e.RTT}
+	// A non-geographic MCC (001 test networks, 901 international) has no
+	// ranking: steering then prefers the subscriber's home region.
+	var static []steering.Candidate
+	if est, err := topology.Rank(visited.MCC); err == nil {
+		static = steering.FromEstimates(est)
 	}
 	tbl := s.cons.Table()
 	// A device whose nearest region failed goes to *its own* next-nearest
@@ -46,6 +44,7 @@ func (s *committedSteerer) Steer(_ context.Context, imsi topology.IMSI, sub regi
 		Table:     st,
 		Measured:  tbl.Matrix(),
 		Estimated: estimatedMatrix(),
+		Fallback:  sub.HomeRegion,
 		Policy: steering.Policy{
 			Pin:        sub.Policy.Pin,
 			HomeRouted: sub.Policy.HomeRouted,

@@ -44,6 +44,9 @@ func runLabNetns(ctx context.Context, f *labFlags, out io.Writer) error {
 	if f.registry != "" {
 		return usageError{errors.New("--registry: the namespace lab runs its own PostgreSQL in namespace rdvns-registry")}
 	}
+	if f.drill != "" {
+		return usageError{errors.New("--drill is not supported with --netns yet (netns.Cluster has Kill, Partition, Heal, Pause, RegistryDown)")}
+	}
 	log, err := newLogger(f.logLevel)
 	if err != nil {
 		return usageError{err}

@@ -300,6 +300,10 @@ func TestCancelLocation(t *testing.T) {
 		t.Fatalf("unregistered: %v", err)
 	}
 	expectResult(t, mme.roundTrip(mme.ulr(sub.IMSI, plmnOf("50501"), ulrS6aIndicator, 1004)), codeSuccess, false)
+	if !s.Reaches("mme1.visited.example", "visited.example") || !s.Reaches("other-mme.visited.example", "visited.example") ||
+		s.Reaches("mme9.elsewhere.example", "elsewhere.example") {
+		t.Fatal("Reaches: wrong routes")
+	}
 	if err := s.CancelLocation(ctx, sub.IMSI, SubscriptionWithdrawal, true); err != nil {
 		t.Fatalf("CancelLocation: %v", err)
 	}

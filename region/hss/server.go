@@ -144,6 +144,14 @@ func (s *Server) ConnectedPeers() []string {
 	return slices.Compact(out)
 }
 
+// Reaches reports whether this node has a connection over which an
+// HSS-initiated request to MME host of realm would go (the one CancelLocation
+// uses): a peer with that CER Origin-Host, the connection the MME's ULRs
+// came over (through a DEA), or a peer of its realm. The federation can use
+// it to pick the node that re-homes a device; ConnectedPeers only lists
+// direct peers.
+func (s *Server) Reaches(host, realm string) bool { return s.route(host, realm) != nil }
+
 // Close disconnects every peer (DPR with Disconnect-Cause REBOOTING,
 // RFC 6733 §5.4, then the connection is closed once the DPA arrived or after
 // a second), stops the listeners and waits for every goroutine. It is
