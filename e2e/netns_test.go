@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -49,10 +50,10 @@ func startNetns(t *testing.T, subscribers int) *netns.Cluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 150*time.Second)
 	defer cancel()
 	dir := t.TempDir()
-	c, err := netns.Start(ctx, netns.Config{
+	c, err := startWhenFree(ctx, netns.Config{
 		StateDir:      dir,
 		Command:       []string{exe, "-test.run=^TestNetnsChild$", "-test.timeout=0", "--"},
 		Subscribers:   subscribers,
@@ -76,6 +77,19 @@ func startNetns(t *testing.T, subscribers int) *netns.Cluster {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// startWhenFree starts a namespace lab, waiting (at most a minute) while
+// another one runs: there is one per machine.
+func startWhenFree(ctx context.Context, cfg netns.Config) (*netns.Cluster, error) {
+	busyUntil := time.Now().Add(time.Minute)
+	for {
+		c, err := netns.Start(ctx, cfg)
+		if !errors.Is(err, netns.ErrBusy) || time.Now().After(busyUntil) {
+			return c, err
+		}
+		time.Sleep(time.Second)
+	}
 }
 
 func dumpLogs(t *testing.T, dir string) {
@@ -359,12 +373,15 @@ func TestNetnsFailedStartCleansUp(t *testing.T) {
 	requireRoot(t)
 	pgDirs := func() int { m, _ := filepath.Glob(filepath.Join(os.TempDir(), "rdvns-pg-*")); return len(m) }
 	pgBefore := pgDirs()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
-	c, err := netns.Start(ctx, netns.Config{StateDir: t.TempDir(), Command: []string{"/bin/false"}, Subscribers: 4})
+	c, err := startWhenFree(ctx, netns.Config{StateDir: t.TempDir(), Command: []string{"/bin/false"}, Subscribers: 4})
 	if err == nil {
 		c.Close()
 		t.Fatal("start with children that exit at once succeeded")
+	}
+	if errors.Is(err, netns.ErrBusy) {
+		t.Fatal(err)
 	}
 	t.Logf("start failed as it should: %v", err)
 	if ns, _ := filepath.Glob("/run/netns/rdvns-*"); len(ns) > 0 {

@@ -37,6 +37,20 @@ func (r RAT) String() string {
 // MarshalText implements encoding.TextMarshaler ("4G", "3G").
 func (r RAT) MarshalText() ([]byte, error) { return []byte(r.String()), nil }
 
+// UnmarshalText implements encoding.TextUnmarshaler, so that a report
+// written as JSON reads back.
+func (r *RAT) UnmarshalText(b []byte) error {
+	switch strings.ToUpper(string(b)) {
+	case "4G", "":
+		*r = RAT4G
+	case "3G":
+		*r = RAT3G
+	default:
+		return fmt.Errorf("roamsim: RAT %q: want 4G or 3G", b)
+	}
+	return nil
+}
+
 // Device is one roaming device: its SIM, its subscription and where it roams.
 type Device struct {
 	IMSI   topology.IMSI

@@ -319,3 +319,20 @@ func mustAddr(s string) netip.Addr { return netip.MustParseAddr(s) }
 type netipAddr = netip.Addr
 
 func mustAddrPort(s string) netip.AddrPort { return netip.MustParseAddrPort(s) }
+
+func TestRATTextRoundTrip(t *testing.T) {
+	for _, r := range []RAT{RAT4G, RAT3G} {
+		b, err := r.MarshalText()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got RAT
+		if err := got.UnmarshalText(b); err != nil || got != r {
+			t.Errorf("%v → %q → %v, %v", r, b, got, err)
+		}
+	}
+	var bad RAT
+	if err := bad.UnmarshalText([]byte("5G")); err == nil {
+		t.Error("5G: want an error")
+	}
+}

@@ -130,6 +130,10 @@ func Start(ctx context.Context, cfg Config) (_ *Cluster, err error) {
 	if err != nil {
 		return nil, err
 	}
+	// One namespace lab per machine: the names and the subnet are fixed.
+	if err := claimOwner(); err != nil {
+		return nil, err
+	}
 	c := &Cluster{cfg: cfg, log: cfg.Logger, procs: map[string]*proc{},
 		http: &http.Client{Timeout: 30 * time.Second}}
 	defer func() {
@@ -525,14 +529,49 @@ func (c *Cluster) Close() error {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		errs = append(errs, removeAll(ctx))
+		errs = append(errs, removeAll(ctx), releaseOwner())
 		c.closeErr = errors.Join(errs...)
 	})
 	return c.closeErr
 }
 
+// ErrBusy is returned by Start when another process runs a namespace lab:
+// the namespace names and the subnet are fixed, so there is one per machine.
+var ErrBusy = errors.New("netns: another namespace lab is running")
+
+// ownerFile holds the PID of the process running the namespace lab.
+const ownerFile = "/run/rdvns-lab.pid"
+
+// claimOwner records this process as the namespace lab's owner, or fails
+// when another live process owns it (its namespaces must not be touched).
+func claimOwner() error {
+	if data, err := os.ReadFile(ownerFile); err == nil {
+		pid, _ := strconv.Atoi(strings.TrimSpace(string(data)))
+		if pid > 0 && pid != os.Getpid() && syscall.Kill(pid, 0) == nil {
+			return fmt.Errorf("%w (pid %d, %s): stop it first", ErrBusy, pid, ownerFile)
+		}
+	}
+	if err := os.WriteFile(ownerFile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o644); err != nil {
+		return fmt.Errorf("netns: %w", err)
+	}
+	return nil
+}
+
+// releaseOwner removes the owner file if it names this process.
+func releaseOwner() error {
+	data, err := os.ReadFile(ownerFile)
+	if err != nil || strings.TrimSpace(string(data)) != strconv.Itoa(os.Getpid()) {
+		return nil
+	}
+	if err := os.Remove(ownerFile); err != nil {
+		return fmt.Errorf("netns: %w", err)
+	}
+	return nil
+}
+
 // killLeftovers kills the processes still running in a previous lab's
-// namespaces (a lab killed before its Close), by PID.
+// namespaces (a lab killed before its Close; claimOwner has checked that
+// its owner is gone), by PID.
 func killLeftovers(ctx context.Context, log *slog.Logger) {
 	names, _ := listNamespaces()
 	for _, n := range names {
