@@ -86,20 +86,13 @@ func runLab(ctx context.Context, f *labFlags, out io.Writer) error {
 		return errors.New("lab: the breakouts need root or CAP_NET_ADMIN (TUN devices, routes, nftables NAT) and the " +
 			"lab's internet namespace needs CAP_SYS_ADMIN: run it with sudo")
 	}
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	ctx, stateDir, cleanup, err := labContext(ctx, f, "rendezvous-lab-")
+	if err != nil {
+		return err
+	}
+	defer cleanup()
+	ctx, stop := context.WithCancel(ctx)
 	defer stop()
-	if f.duration > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, f.duration)
-		defer cancel()
-	}
-	stateDir := f.stateDir
-	if stateDir == "" {
-		if stateDir, err = os.MkdirTemp("", "rendezvous-lab-"); err != nil {
-			return err
-		}
-		defer os.RemoveAll(stateDir)
-	}
 	say := func(format string, args ...any) { fmt.Fprintf(os.Stderr, "lab: "+format+"\n", args...) }
 	say("state in %s; starting four regions and the witness", stateDir)
 	started := time.Now()
@@ -264,4 +257,26 @@ func isTerminal(w io.Writer) bool {
 	}
 	st, err := f.Stat()
 	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// labContext applies the lab's signal handling (SIGINT, SIGTERM) and
+// --duration to ctx, and makes the state directory: --state-dir, or a new
+// temporary one that cleanup removes. cleanup also releases the signals.
+func labContext(ctx context.Context, f *labFlags, tmpPrefix string) (context.Context, string, func(), error) {
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	cancel := context.CancelFunc(func() {})
+	if f.duration > 0 {
+		ctx, cancel = context.WithTimeout(ctx, f.duration)
+	}
+	stateDir, remove := f.stateDir, func() {}
+	if stateDir == "" {
+		dir, err := os.MkdirTemp("", tmpPrefix)
+		if err != nil {
+			cancel()
+			stop()
+			return nil, "", nil, err
+		}
+		stateDir, remove = dir, func() { os.RemoveAll(dir) }
+	}
+	return ctx, stateDir, func() { remove(); cancel(); stop() }, nil
 }

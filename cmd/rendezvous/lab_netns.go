@@ -54,20 +54,11 @@ func runLabNetns(ctx context.Context, f *labFlags, out io.Writer) error {
 	if os.Geteuid() != 0 {
 		return errors.New("lab --netns: needs root (network namespaces, veths, nftables, TUN devices): run it with sudo")
 	}
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
-	defer stop()
-	if f.duration > 0 {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, f.duration)
-		defer cancel()
+	ctx, stateDir, cleanup, err := labContext(ctx, f, "rendezvous-lab-netns-")
+	if err != nil {
+		return err
 	}
-	stateDir := f.stateDir
-	if stateDir == "" {
-		if stateDir, err = os.MkdirTemp("", "rendezvous-lab-netns-"); err != nil {
-			return err
-		}
-		defer os.RemoveAll(stateDir)
-	}
+	defer cleanup()
 	say := func(format string, args ...any) { fmt.Fprintf(os.Stderr, "lab: "+format+"\n", args...) }
 	say("state and logs in %s; starting namespaces, PostgreSQL, four regions and the witness", stateDir)
 	started := time.Now()

@@ -187,7 +187,10 @@ func unreachable(err error) bool {
 	var ce *pgconn.ConnectError
 	return errors.As(err, &ne) || errors.As(err, &ce) || errors.Is(err, driver.ErrBadConn) ||
 		errors.Is(err, sql.ErrConnDone) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) ||
-		errors.Is(err, context.DeadlineExceeded) || pgconn.Timeout(err)
+		errors.Is(err, context.DeadlineExceeded) || pgconn.Timeout(err) ||
+		// A connection the server or a network cut closed under us ("conn
+		// closed"): pgx marks it safe to retry because nothing was sent.
+		pgconn.SafeToRetry(err)
 }
 
 // retry runs fn until it succeeds, fails with a non-retryable error, or

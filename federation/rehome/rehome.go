@@ -350,7 +350,27 @@ func (r *Rehomer) startLocked(region topology.RegionID, kind Kind, epoch uint64)
 		defer r.wg.Done()
 		defer close(j.done)
 		defer cancel()
-		err := r.run(ctx, j)
+		// A registry outage must not end the job: the region stays failed
+		// and its devices still need moving once the scan works again.
+		// Devices already moved are no longer in the region's rows, so a
+		// retry picks up where the failure left off.
+		var err error
+		for backoff := time.Second; ; backoff = min(2*backoff, 10*time.Second) {
+			if err = r.run(ctx, j); err == nil || ctx.Err() != nil {
+				break
+			}
+			j.mu.Lock()
+			j.p.LastError = err.Error()
+			j.mu.Unlock()
+			r.log.Warn("re-homing: retrying after an error", "region", region, "kind", kind, "in", backoff, "err", err)
+			select {
+			case <-ctx.Done():
+			case <-r.cfg.Clock.After(backoff):
+				continue
+			}
+			err = ctx.Err()
+			break
+		}
 		j.mu.Lock()
 		j.p.Finished = true
 		if err != nil {
@@ -419,7 +439,7 @@ func (r *Rehomer) run(ctx context.Context, j *job) error {
 		return err
 	}
 	j.mu.Lock()
-	j.p.Total = total
+	j.p.Total = j.p.Done + j.p.Skipped + j.p.Failed + total // after a retry: what was handled plus what is left
 	j.p.Remaining = total
 	j.mu.Unlock()
 	_, err = r.scan(ctx, j, func(s registry.Serving) error {

@@ -75,11 +75,17 @@ func (c *fakeClock) blocked() int {
 type fakeRegistry struct {
 	mu   sync.Mutex
 	rows map[topology.IMSI]registry.Serving
+	// down makes the next scans fail as an unreachable database would.
+	down int
 }
 
 func (f *fakeRegistry) ServedIn(ctx context.Context, region topology.RegionID, after topology.IMSI, limit int) ([]registry.Serving, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.down > 0 {
+		f.down--
+		return nil, registry.ErrUnavailable
+	}
 	var out []registry.Serving
 	for _, s := range f.rows {
 		if s.Region == region && s.IMSI > after {
@@ -401,5 +407,26 @@ func TestFollowAndClose(t *testing.T) {
 	}
 	if err := e.r.Close(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestRegistryOutageDoesNotEndTheJob: the region fails while the registry
+// cannot be scanned; the job retries with backoff and moves every device
+// once the registry answers again.
+func TestRegistryOutageDoesNotEndTheJob(t *testing.T) {
+	e := newEnv(t, topology.JP, 50, map[topology.RegionID]int{topology.AU: 10})
+	e.hss.moveTo = topology.JP
+	e.reg.mu.Lock()
+	e.reg.down = 3
+	e.reg.mu.Unlock()
+	e.r.Observe(consensus.NewTable(regions))
+	e.r.Observe(table(map[topology.RegionID]steering.State{topology.AU: steering.StateFailed}, map[topology.RegionID]uint64{topology.AU: 1}, nil))
+	e.run(500 * time.Millisecond)
+	p := progressOf(t, e.r.Status(), topology.AU, KindFailover)
+	if !p.Finished || p.Cancelled || p.Done != 8 || p.Skipped != 2 || p.Remaining != 0 {
+		t.Fatalf("after the outage: progress %+v", p)
+	}
+	if p.LastError == "" {
+		t.Fatalf("the outage left no trace in the progress: %+v", p)
 	}
 }
