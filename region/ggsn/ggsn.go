@@ -194,7 +194,7 @@ func (g *GGSN) createPDP(r *gtpc.Request, m *message.CreatePDPContextRequest) gt
 	case sub.Status != registry.StatusActive:
 		return g.reject(t, peerT, seq, gtpv1.ResCauseUserAuthenticationFailed)
 	}
-	prof, ok := profileAPN(sub, apn)
+	prof, ok := session.ProfileAPN(sub, apn)
 	if !ok {
 		return g.reject(t, peerT, seq, gtpv1.ResCauseAPNAccessDeniedNoSubscription)
 	}
@@ -252,25 +252,6 @@ func (g *GGSN) acceptIEs(r *gtpc.Request, cause uint8, s session.Session, pco, q
 		ie.New(ie.QoSProfile, qos.Payload),
 	)
 	return ies
-}
-
-// profileAPN finds apn in the subscriber's profile ("*" is the wildcard).
-func profileAPN(sub registry.Subscriber, apn string) (registry.APN, bool) {
-	n := session.NormalizeAPN(apn)
-	var wild *registry.APN
-	for i := range sub.APNs {
-		name := session.NormalizeAPN(sub.APNs[i].Name)
-		if name == n {
-			return sub.APNs[i], true
-		}
-		if name == "*" {
-			wild = &sub.APNs[i]
-		}
-	}
-	if wild != nil {
-		return *wild, true
-	}
-	return registry.APN{}, false
 }
 
 func (g *GGSN) sessionOf(teid uint32) (session.Session, bool) {

@@ -245,7 +245,7 @@ func (p *PGW) createSession(r *gtpc.Request, m *message.CreateSessionRequest) gt
 	case sub.Status != registry.StatusActive:
 		return p.reject(t, peerT, seq, gtpv2.CauseUserAuthenticationFailed, nil)
 	}
-	prof, ok := profileAPN(sub, apn)
+	prof, ok := session.ProfileAPN(sub, apn)
 	if !ok {
 		return p.reject(t, peerT, seq, gtpv2.CauseAPNAccessDeniedNoSubscription, nil)
 	}
@@ -318,26 +318,6 @@ func (p *PGW) createSession(r *gtpc.Request, m *message.CreateSessionRequest) gt
 	)
 	p.accepted(t)
 	return message.NewCreateSessionResponse(peerT, seq, ies...)
-}
-
-// profileAPN finds apn in the subscriber's profile ("*" is the wildcard
-// APN of TS 29.272 §7.3.35).
-func profileAPN(sub registry.Subscriber, apn string) (registry.APN, bool) {
-	n := session.NormalizeAPN(apn)
-	var wild *registry.APN
-	for i := range sub.APNs {
-		name := session.NormalizeAPN(sub.APNs[i].Name)
-		if name == n {
-			return sub.APNs[i], true
-		}
-		if name == "*" {
-			wild = &sub.APNs[i]
-		}
-	}
-	if wild != nil {
-		return *wild, true
-	}
-	return registry.APN{}, false
 }
 
 // sessionOf finds the PGW session a request addresses by its header TEID.

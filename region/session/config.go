@@ -124,3 +124,24 @@ func NormalizeAPN(apn string) string {
 	}
 	return apn
 }
+
+// ProfileAPN finds apn in the subscriber's APN profile, comparing
+// normalized names; a "*" entry is the wildcard APN (TS 29.272 §7.3.35).
+// The PGW and the GGSN both admit sessions by it.
+func ProfileAPN(sub registry.Subscriber, apn string) (registry.APN, bool) {
+	n := NormalizeAPN(apn)
+	var wild *registry.APN
+	for i := range sub.APNs {
+		name := NormalizeAPN(sub.APNs[i].Name)
+		if name == n {
+			return sub.APNs[i], true
+		}
+		if name == "*" {
+			wild = &sub.APNs[i]
+		}
+	}
+	if wild != nil {
+		return *wild, true
+	}
+	return registry.APN{}, false
+}
