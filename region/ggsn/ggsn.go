@@ -348,9 +348,7 @@ func (g *GGSN) PeerRestarted(ev gtpc.PeerRestart) int {
 }
 
 // DeleteResult counts the outcome of DeletePDPContexts.
-type DeleteResult struct {
-	Selected, Answered, Failed int
-}
+type DeleteResult = session.DeleteResult
 
 // DeletePDPContexts is the GGSN-initiated Delete PDP Context (TS 29.060
 // §7.3.5, TS 23.060 §9.2.4.3) used by drain and failover: every GGSN
@@ -358,44 +356,13 @@ type DeleteResult struct {
 // set; the context is removed when the SGSN answers or the request times
 // out. At most Config.DeleteConcurrency requests are in flight.
 func (g *GGSN) DeletePDPContexts(ctx context.Context, match func(session.Session) bool) (DeleteResult, error) {
-	sel := g.tab.Select(func(s *session.Session) bool {
-		return s.Kind == session.KindGGSN && (match == nil || match(*s))
+	res := g.tab.Delete(ctx, session.KindGGSN, match, g.cfg.DeleteConcurrency, func(ctx context.Context, s session.Session) error {
+		_, err := g.ep.Request(ctx, gtpc.V1, s.Local, s.PeerC, func(seq uint32) ([]byte, error) {
+			return message.Marshal(message.NewDeletePDPContextRequest(uint32(s.PeerTEIDC), uint16(seq),
+				ie.NewTeardownInd(true), ie.NewNSAPI(s.Bearer)))
+		})
+		return err
 	})
-	res := DeleteResult{Selected: len(sel)}
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, g.cfg.DeleteConcurrency)
-	for _, s := range sel {
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-		}
-		if ctx.Err() != nil {
-			g.tab.Remove(s.TEID)
-			mu.Lock()
-			res.Failed++
-			mu.Unlock()
-			continue
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			_, err := g.ep.Request(ctx, gtpc.V1, s.Local, s.PeerC, func(seq uint32) ([]byte, error) {
-				return message.Marshal(message.NewDeletePDPContextRequest(uint32(s.PeerTEIDC), uint16(seq),
-					ie.NewTeardownInd(true), ie.NewNSAPI(s.Bearer)))
-			})
-			g.tab.Remove(s.TEID)
-			mu.Lock()
-			if err != nil {
-				res.Failed++
-			} else {
-				res.Answered++
-			}
-			mu.Unlock()
-		}()
-	}
-	wg.Wait()
 	g.m.networkDeletes.Add(float64(res.Selected))
 	if res.Failed > 0 {
 		return res, fmt.Errorf("ggsn: delete PDP context: %d of %d not answered", res.Failed, res.Selected)

@@ -433,14 +433,7 @@ func (p *PGW) PeerRestarted(ev gtpc.PeerRestart) int {
 }
 
 // DeleteResult counts the outcome of DeleteSessions.
-type DeleteResult struct {
-	// Selected sessions; each was removed from the table and the breakout.
-	Selected int
-	// Answered by the SGW with a Delete Bearer Response (any cause).
-	Answered int
-	// Failed: no response after N3 retransmissions, or ctx ended.
-	Failed int
-}
+type DeleteResult = session.DeleteResult
 
 // DeleteSessions is the PGW-initiated bearer deactivation used by drain
 // and failover (TS 29.274 §7.2.9.2, TS 23.401 §5.4.4.1): for every PGW
@@ -451,42 +444,8 @@ type DeleteResult struct {
 // times out. At most Config.DeleteConcurrency requests are in flight; the
 // call returns when all are done or ctx ends.
 func (p *PGW) DeleteSessions(ctx context.Context, match func(session.Session) bool, cause uint8) (DeleteResult, error) {
-	sel := p.tab.Select(func(s *session.Session) bool {
-		return s.Kind == session.KindPGW && (match == nil || match(*s))
-	})
-	res := DeleteResult{Selected: len(sel)}
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	sem := make(chan struct{}, p.cfg.DeleteConcurrency)
-	for _, s := range sel {
-		select {
-		case sem <- struct{}{}:
-		case <-ctx.Done():
-		}
-		if ctx.Err() != nil {
-			// Not signalled: still removed locally, so the drain completes.
-			p.tab.Remove(s.TEID)
-			mu.Lock()
-			res.Failed++
-			mu.Unlock()
-			continue
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			err := p.deleteBearer(ctx, s, cause)
-			p.tab.Remove(s.TEID) // may already be gone (a DSR crossed ours)
-			mu.Lock()
-			if err != nil {
-				res.Failed++
-			} else {
-				res.Answered++
-			}
-			mu.Unlock()
-		}()
-	}
-	wg.Wait()
+	res := p.tab.Delete(ctx, session.KindPGW, match, p.cfg.DeleteConcurrency,
+		func(ctx context.Context, s session.Session) error { return p.deleteBearer(ctx, s, cause) })
 	p.m.networkDeletes.Add(float64(res.Selected))
 	if res.Failed > 0 {
 		return res, fmt.Errorf("pgw: delete bearer: %d of %d not answered", res.Failed, res.Selected)
