@@ -195,24 +195,8 @@ func runLab(ctx context.Context, f *labFlags, out io.Writer) error {
 			if derr != nil {
 				say("visited network: %v", derr)
 			}
-			report.Devices = final
-			report.Assessment = lab.Assess(final, roamsim.DefaultCountries(), func(r topology.RegionID) bool {
-				for _, s := range snap.Regions {
-					if s.Region == r {
-						return s.State == "active"
-					}
-				}
-				return false
-			})
-			report.Duration = time.Since(started).Round(time.Millisecond).String()
-			report.Summary = report.Markdown()
-			fmt.Fprintln(out)
-			fmt.Fprint(out, report.Summary)
-			if f.report != "" {
-				if err := writeReport(f.report, report); err != nil {
-					return err
-				}
-				say("report written to %s", f.report)
+			if err := completeReport(report, final, snap, f, out, say); err != nil {
+				return err
 			}
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) || errors.Is(ctx.Err(), context.Canceled) {
 				return nil
@@ -279,4 +263,32 @@ func labContext(ctx context.Context, f *labFlags, tmpPrefix string) (context.Con
 		stateDir, remove = dir, func() { os.RemoveAll(dir) }
 	}
 	return ctx, stateDir, func() { remove(); cancel(); stop() }, nil
+}
+
+// completeReport finishes a lab run's report from the visited network's
+// final report and the last status snapshot (which regions were healthy),
+// prints its Markdown summary and writes --report.
+func completeReport(report lab.Report, final roamsim.Report, snap lab.Snapshot, f *labFlags, out io.Writer,
+	say func(string, ...any)) error {
+	report.Final = snap
+	report.Devices = final
+	report.Assessment = lab.Assess(final, roamsim.DefaultCountries(), func(r topology.RegionID) bool {
+		for _, s := range snap.Regions {
+			if s.Region == r {
+				return s.State == "active"
+			}
+		}
+		return false
+	})
+	report.Duration = time.Since(report.Started).Round(time.Millisecond).String()
+	report.Summary = report.Markdown()
+	fmt.Fprintln(out)
+	fmt.Fprint(out, report.Summary)
+	if f.report != "" {
+		if err := writeReport(f.report, report); err != nil {
+			return err
+		}
+		say("report written to %s", f.report)
+	}
+	return nil
 }

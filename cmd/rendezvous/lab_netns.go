@@ -15,8 +15,6 @@ import (
 
 	"github.com/rendezvous-core/rendezvous/lab"
 	"github.com/rendezvous-core/rendezvous/lab/netns"
-	"github.com/rendezvous-core/rendezvous/roamsim"
-	"github.com/rendezvous-core/rendezvous/topology"
 )
 
 // newLabChildCmd is the hidden entry point of the namespace lab's child
@@ -128,29 +126,9 @@ func finishLabNetns(c *netns.Cluster, devices *netns.Devices, snap lab.Snapshot,
 	out io.Writer, say func(string, ...any)) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	report := lab.Report{Started: started, Final: snap}
 	final, err := devices.Stop(ctx)
 	if err != nil {
 		say("visited network: %v", err)
 	}
-	report.Devices = final
-	report.Assessment = lab.Assess(final, roamsim.DefaultCountries(), func(r topology.RegionID) bool {
-		for _, s := range snap.Regions {
-			if s.Region == r {
-				return s.State == "active"
-			}
-		}
-		return false
-	})
-	report.Duration = time.Since(started).Round(time.Millisecond).String()
-	report.Summary = report.Markdown()
-	fmt.Fprintln(out)
-	fmt.Fprint(out, report.Summary)
-	if f.report != "" {
-		if err := writeReport(f.report, report); err != nil {
-			return err
-		}
-		say("report written to %s", f.report)
-	}
-	return nil
+	return completeReport(lab.Report{Started: started}, final, snap, f, out, say)
 }
