@@ -167,15 +167,7 @@ func Assess(rep roamsim.Report, countries []roamsim.Country, healthy func(topolo
 		if err != nil {
 			continue
 		}
-		want := topology.RegionID("")
-		if rank, err := topology.Rank(plmn.MCC); err == nil {
-			for _, e := range rank {
-				if healthy == nil || healthy(e.Region) {
-					want = e.Region
-					break
-				}
-			}
-		}
+		want := nearestHealthy(plmn.MCC, healthy)
 		if d.Region == want {
 			a.AtNearest++
 		} else {
@@ -196,4 +188,20 @@ func Assess(rep roamsim.Report, countries []roamsim.Country, healthy func(topolo
 	a.Countries = len(cs)
 	a.OK = a.Devices > 0 && a.Attached == a.Devices && a.AtNearest == a.Attached && a.WithData == a.Attached
 	return a
+}
+
+// nearestHealthy is the region topology ranks nearest to a visited MCC
+// among those healthy accepts (nil: all), or "" for an MCC without a
+// ranking.
+func nearestHealthy(mcc topology.MCC, healthy func(topology.RegionID) bool) topology.RegionID {
+	rank, err := topology.Rank(mcc)
+	if err != nil {
+		return ""
+	}
+	for _, e := range rank {
+		if healthy == nil || healthy(e.Region) {
+			return e.Region
+		}
+	}
+	return ""
 }

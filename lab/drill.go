@@ -250,35 +250,23 @@ func (l *Lab) RunDrill(ctx context.Context, steps []Step, rec *Recorder, settle 
 		}
 		break
 	}
-	for imsi, d := range rec.Devices() {
+	for _, d := range rec.Devices() {
 		if !d.Attached {
 			continue
 		}
-		if want := l.nearestHealthy(imsi, rec, healthy); want != "" && want != d.Region {
+		if want := deviceNearest(d, func(r topology.RegionID) bool { return healthy[r] }); want != "" && want != d.Region {
 			rep.NotNearestAfter++
 		}
 	}
 	return rep, nil
 }
 
-func (l *Lab) nearestHealthy(imsi topology.IMSI, rec *Recorder, healthy map[topology.RegionID]bool) topology.RegionID {
-	var country string
-	for _, e := range rec.Since(time.Time{}) {
-		if e.IMSI == imsi && e.Country != "" {
-			country = e.Country
-		}
-	}
+// deviceNearest is the nearest healthy region of the country a device
+// roams in (the lab's devices roam in roamsim.DefaultCountries).
+func deviceNearest(d DeviceState, healthy func(topology.RegionID) bool) topology.RegionID {
 	for _, c := range roamsim.DefaultCountries() {
-		if strings.EqualFold(c.Alpha2, country) {
-			rank, err := topology.Rank(c.PLMN.MCC)
-			if err != nil {
-				return ""
-			}
-			for _, e := range rank {
-				if healthy[e.Region] {
-					return e.Region
-				}
-			}
+		if strings.EqualFold(c.Alpha2, d.Country) {
+			return nearestHealthy(c.PLMN.MCC, healthy)
 		}
 	}
 	return ""
@@ -292,11 +280,7 @@ func (l *Lab) runStep(ctx context.Context, s Step, rec *Recorder, end, lossEnd t
 		switch {
 		case s.Kind == StepRestore:
 			// Devices that belong back in the restored region.
-			all := map[topology.RegionID]bool{}
-			for _, r := range topology.Regions() {
-				all[r.ID] = true
-			}
-			if d.Attached && d.Region != s.Region && l.nearestHealthy(imsi, rec, all) == s.Region {
+			if d.Attached && d.Region != s.Region && deviceNearest(d, nil) == s.Region {
 				affected[imsi] = true
 			}
 		case d.Attached && d.Region == s.Region:

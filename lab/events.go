@@ -25,6 +25,8 @@ type DeviceState struct {
 	Region   topology.RegionID
 	Attached bool
 	Since    time.Time
+	// Country is the ISO 3166-1 alpha-2 code of the visited country.
+	Country string
 }
 
 // NewRecorder returns an empty recorder.
@@ -42,15 +44,17 @@ func (r *Recorder) OnEvent(e roamsim.Event) {
 		r.events = append(r.events[:0], r.events[len(r.events)/2:]...)
 	}
 	r.events = append(r.events, e)
+	d := r.devices[e.IMSI]
+	if e.Country != "" {
+		d.Country = e.Country
+	}
 	switch e.Kind {
 	case roamsim.EventAttached:
-		r.devices[e.IMSI] = DeviceState{Region: e.Region, Attached: true, Since: e.Time}
+		d.Region, d.Attached, d.Since = e.Region, true, e.Time
 	case roamsim.EventCancelled, roamsim.EventBearerDelete, roamsim.EventDetached, roamsim.EventAttachFailed:
-		d := r.devices[e.IMSI]
-		d.Attached = false
-		d.Since = e.Time
-		r.devices[e.IMSI] = d
+		d.Attached, d.Since = false, e.Time
 	}
+	r.devices[e.IMSI] = d
 }
 
 // Devices returns a copy of every device's state.

@@ -49,6 +49,7 @@ type Node struct {
 	pgw      *pgw.PGW
 	ggsn     *ggsn.GGSN
 	hss      *hss.Server
+	steer    *committedSteerer // the HSS's and re-homing's steering
 	rehomer  *rehomer
 	api      *opapi.Server
 
@@ -389,6 +390,7 @@ func (n *Node) startCore(reg prometheus.Registerer) error {
 	if len(rules) == 0 {
 		rules = append(rules, hss.PeerRule{Prefixes: dep.Peers.Prefixes})
 	}
+	n.steer = newCommittedSteerer(n.cons)
 	journal := newServingJournal(n.store, n.log.With("component", "serving-journal"))
 	n.addCloser("serving journal", journal.Close)
 	h, err := hss.New(hss.Config{
@@ -398,7 +400,7 @@ func (n *Node) startCore(reg prometheus.Registerer) error {
 		Region:      n.self.Region,
 		Peers:       rules,
 		Subscribers: journal,
-		Steering:    &committedSteerer{cons: n.cons},
+		Steering:    n.steer,
 		PGWs:        pgws,
 		Logger:      n.log.With("component", "hss"),
 		Registerer:  reg,

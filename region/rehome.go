@@ -34,7 +34,7 @@ func newRehomer(n *Node, reg prometheus.Registerer) (*rehomer, error) {
 	for _, s := range n.cfg.Federation.Deployment.Sites {
 		regions = append(regions, s.Region)
 	}
-	steerer := &committedSteerer{cons: n.cons}
+	steerer := n.steer
 	cfg := rehome.Config{
 		Region:   n.self.Region,
 		Regions:  regions,

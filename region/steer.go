@@ -16,6 +16,13 @@ import (
 // committed state (DESIGN.md §4), never from its own membership view.
 type committedSteerer struct {
 	cons *consensus.Node
+	// estimated is the static region×region RTT estimate; it depends only
+	// on topology, so it is computed once, not per ULR.
+	estimated steering.Matrix
+}
+
+func newCommittedSteerer(cons *consensus.Node) *committedSteerer {
+	return &committedSteerer{cons: cons, estimated: steering.EstimatedMatrix()}
 }
 
 func (s *committedSteerer) Steer(_ context.Context, imsi topology.IMSI, sub registry.Subscriber, visited topology.PLMN, apn string) (topology.RegionID, []string, error) {
@@ -43,7 +50,7 @@ func (s *committedSteerer) Steer(_ context.Context, imsi topology.IMSI, sub regi
 		Static:    static,
 		Table:     st,
 		Measured:  tbl.Matrix(),
-		Estimated: estimatedMatrix(),
+		Estimated: s.estimated,
 		Fallback:  sub.HomeRegion,
 		Policy: steering.Policy{
 			Pin:        sub.Policy.Pin,
@@ -55,18 +62,4 @@ func (s *committedSteerer) Steer(_ context.Context, imsi topology.IMSI, sub regi
 		return "", d.Reasons, fmt.Errorf("region: steer %s in %s: no region can serve (%s)", imsi, visited, strings.Join(d.Reasons, "; "))
 	}
 	return d.Region, d.Reasons, nil
-}
-
-// estimatedMatrix is the static region×region RTT estimate (great-circle
-// distance and the fibre model of topology.EstimateRTT).
-func estimatedMatrix() steering.Matrix {
-	regions := topology.Regions()
-	m := steering.Matrix{}
-	for i, a := range regions {
-		for _, b := range regions[i+1:] {
-			km := topology.DistanceKM(a.Lat, a.Lon, b.Lat, b.Lon)
-			m[steering.MakePair(a.ID, b.ID)] = topology.EstimateRTT(km)
-		}
-	}
-	return m
 }
